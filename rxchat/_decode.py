@@ -1,0 +1,154 @@
+"""Sans-I/O chunk decoding: response-body bytes -> ChatCompletionChunk models.
+
+One object per response body. It applies the OpenAI streaming conventions on top of the SSE
+decoder: ``data: [DONE]`` ends the stream, an ``error`` object (or an ``event: error`` block) in the
+middle of the stream is an error, a payload that is not a JSON chunk is an error carrying the raw
+text, and a body that ends with neither a finish reason nor ``[DONE]`` is incomplete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from ._sse import ServerSentEvent, SSEDecoder
+from .errors import (
+    IncompleteStreamError,
+    InvalidChunkError,
+    RxChatError,
+    StreamAPIError,
+)
+from .types import ChatCompletionChunk
+
+__all__ = ["ChunkDecoder"]
+
+_RAW_PREVIEW = 200
+
+
+def _preview(raw: str) -> str:
+    return raw if len(raw) <= _RAW_PREVIEW else raw[:_RAW_PREVIEW] + f"... ({len(raw)} chars)"
+
+
+def _error_message(body: Any) -> str:
+    info = body.get("error", body) if isinstance(body, dict) else body
+    if isinstance(info, dict):
+        message = info.get("message")
+        if isinstance(message, str) and message:
+            return message
+        return orjson.dumps(info).decode()
+    return str(info)
+
+
+class ChunkDecoder:
+    """Decode a streamed chat-completion body, read by read.
+
+    ``feed`` returns the chunks completed by a read. When a read contains something invalid, the
+    chunks before it are still returned and :attr:`error` is set; the caller delivers the chunks,
+    then raises the error. Nothing that arrived before a fault is lost.
+
+    >>> decoder = ChunkDecoder()
+    >>> [c.text for c in decoder.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\\n\\n')]
+    ['Hi']
+    >>> decoder.feed(b"data: [DONE]\\n\\n"), decoder.done
+    ([], True)
+    """
+
+    __slots__ = ("_sse", "chunks_received", "done", "error", "finished")
+
+    def __init__(self, *, max_event_bytes: int | None = None) -> None:
+        self._sse = SSEDecoder(max_event_bytes=max_event_bytes)
+        self.done = False  # "data: [DONE]" seen
+        self.finished = False  # some choice reported a finish reason
+        self.error: RxChatError | None = None
+        self.chunks_received = 0
+
+    @property
+    def comments(self) -> int:
+        """Keep-alive comment lines seen so far (they are not model output)."""
+        return self._sse.comments
+
+    def feed(self, data: bytes) -> list[ChatCompletionChunk]:
+        """Decode one read of the body; see the class docstring for errors."""
+        if self.error is not None:
+            raise self.error
+        if self.done:
+            return []
+        try:
+            events = self._sse.feed(data)
+        except RxChatError as err:
+            self._fail(err)
+            return []
+        chunks: list[ChatCompletionChunk] = []
+        for event in events:
+            try:
+                chunk = self._decode(event)
+            except RxChatError as err:
+                self.chunks_received += len(chunks)
+                self._fail(err)
+                return chunks
+            if chunk is None:  # [DONE]
+                break
+            chunks.append(chunk)
+        self.chunks_received += len(chunks)
+        return chunks
+
+    def close(self) -> None:
+        """The body ended. Raises :class:`IncompleteStreamError` when it ended too early."""
+        if self.error is not None:
+            raise self.error
+        self._sse.flush()
+        if self.done or self.finished:
+            return
+        lost = self._sse.discarded_chars
+        detail = f"; an unterminated event of {lost} characters was discarded" if lost else ""
+        self._fail(
+            IncompleteStreamError(
+                "the stream ended before any finish reason and without [DONE] "
+                f"after {self.chunks_received} chunks{detail}"
+            )
+        )
+        raise self.error  # type: ignore[misc]
+
+    def _fail(self, err: RxChatError) -> None:
+        err.chunks_received = self.chunks_received
+        self.error = err
+
+    def _decode(self, event: ServerSentEvent) -> ChatCompletionChunk | None:
+        raw = event.data
+        if raw == "[DONE]":
+            self.done = True
+            return None
+        try:
+            body = orjson.loads(raw)
+        except orjson.JSONDecodeError as err:
+            if event.event == "error":
+                raise StreamAPIError(f"the server sent an error event: {_preview(raw)}") from None
+            raise InvalidChunkError(
+                f"a data payload is not valid JSON ({err}): {_preview(raw)}", raw=raw
+            ) from None
+        if event.event == "error" or (
+            isinstance(body, dict) and "error" in body and "choices" not in body
+        ):
+            raise StreamAPIError(_error_message(body), body=body)
+        if type(body) is not dict:
+            raise InvalidChunkError(
+                f"a data payload is not a JSON object: {_preview(raw)}", raw=raw
+            )
+        try:
+            chunk = ChatCompletionChunk.from_wire(body)
+        except ValidationError as err:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:3]
+            )
+            raise InvalidChunkError(
+                f"a data payload is not a chat-completion chunk ({problems}): {_preview(raw)}",
+                raw=raw,
+            ) from None
+        if not self.finished:
+            for choice in chunk.choices:
+                if choice.finish_reason is not None:
+                    self.finished = True
+                    break
+        return chunk

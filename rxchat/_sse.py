@@ -1,0 +1,196 @@
+"""Incremental Server-Sent Events decoder (WHATWG HTML, "event stream interpretation").
+
+Sans-I/O: feed it bytes as they arrive, in any split, and it returns the events completed so far.
+https://html.spec.whatwg.org/multipage/server-sent-events.html#event-stream-interpretation
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from .errors import EventTooLargeError
+
+__all__ = ["SSEDecoder", "ServerSentEvent"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSentEvent:
+    """One dispatched event.
+
+    Attributes:
+        data: the data buffer, lines joined with ``"\\n"``.
+        event: the event type, ``"message"`` when the stream gave none.
+        id: the last event ID seen so far in the stream (it persists across events).
+        retry: the reconnection time in milliseconds carried by this event's block, if any.
+    """
+
+    data: str
+    event: str = "message"
+    id: str = ""
+    retry: int | None = None
+
+    def json(self) -> Any:
+        """Parse :attr:`data` as JSON (orjson)."""
+        return orjson.loads(self.data)
+
+
+class SSEDecoder:
+    """Turn a byte stream into :class:`ServerSentEvent` objects, one read at a time.
+
+    Any split of the same bytes into ``feed`` calls gives the same events. There is no line-length
+    limit unless ``max_event_bytes`` is set, which bounds the memory one event may take.
+
+    >>> decoder = SSEDecoder()
+    >>> decoder.feed(b"data: hel")
+    []
+    >>> decoder.feed(b"lo\\n\\n")
+    [ServerSentEvent(data='hello', event='message', id='', retry=None)]
+    """
+
+    __slots__ = (
+        "_comments",
+        "_data",
+        "_event",
+        "_last_id",
+        "_line_parts",
+        "_line_size",
+        "_max",
+        "_pending_cr",
+        "_retry",
+        "_size",
+        "_started",
+        "_utf8",
+        "discarded_chars",
+    )
+
+    def __init__(self, *, max_event_bytes: int | None = None) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._started = False
+        self._pending_cr = False
+        self._line_parts: list[str] = []  # an unfinished line, kept in pieces: no O(n^2) joins
+        self._line_size = 0
+        self._data: list[str] = []
+        self._size = 0  # characters buffered for the current event
+        self._event = ""
+        self._last_id = ""
+        self._retry: int | None = None
+        self._comments = 0
+        self._max = max_event_bytes
+        self.discarded_chars = 0
+
+    @property
+    def last_event_id(self) -> str:
+        """The last event ID buffer (persists across events, as per the spec)."""
+        return self._last_id
+
+    @property
+    def comments(self) -> int:
+        """How many comment lines (``:`` keep-alives) were seen."""
+        return self._comments
+
+    def feed(self, data: bytes) -> list[ServerSentEvent]:
+        """Decode one read and return the events it completed (possibly none)."""
+        text = self._utf8.decode(data)
+        if not text:
+            return []
+        if not self._started:
+            self._started = True
+            if text[0] == "\ufeff":  # one leading BOM is stripped, as per the spec
+                text = text[1:]
+        if self._pending_cr:
+            # CR at the end of the last read, LF at the start of this one: one line end.
+            self._pending_cr = False
+            if text[0] == "\n":
+                text = text[1:]
+        if "\r" in text:
+            self._pending_cr = text[-1] == "\r"
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if "\n" not in text:
+            if text:
+                self._line_parts.append(text)
+                self._line_size += len(text)
+                self._check_size()
+            return []
+        lines = text.split("\n")
+        tail = lines.pop()
+        if self._line_parts:
+            lines[0] = "".join(self._line_parts) + lines[0]
+            self._line_parts.clear()
+        self._line_size = 0
+        events: list[ServerSentEvent] = []
+        for line in lines:
+            self._process_line(line, events)
+        if tail:
+            self._line_parts.append(tail)
+            self._line_size = len(tail)
+            self._check_size()
+        return events
+
+    def flush(self) -> list[ServerSentEvent]:
+        """End of stream: as per the spec, an event not ended by a blank line is discarded.
+
+        Returns an empty list; :attr:`discarded_chars` tells how much was dropped, so callers can
+        report a truncated stream instead of losing it silently.
+        """
+        rest = self._utf8.decode(b"", final=True)
+        self.discarded_chars = (
+            len(rest) + self._line_size + sum(len(d) + 1 for d in self._data)
+        )
+        self._line_parts.clear()
+        self._line_size = 0
+        self._data.clear()
+        self._size = 0
+        self._event = ""
+        self._retry = None
+        return []
+
+    def _check_size(self) -> None:
+        if self._max is not None and self._size + self._line_size > self._max:
+            raise EventTooLargeError(self._max)
+
+    def _process_line(self, line: str, events: list[ServerSentEvent]) -> None:
+        if line.startswith("data:"):  # the hot path
+            value = line[6:] if line.startswith("data: ") else line[5:]
+            self._data.append(value)
+            self._size += len(value) + 1
+            if self._max is not None and self._size > self._max:
+                raise EventTooLargeError(self._max)
+            return
+        if not line:
+            if self._data:
+                events.append(
+                    ServerSentEvent(
+                        "\n".join(self._data), self._event or "message", self._last_id, self._retry
+                    )
+                )
+            # As per the spec, no dispatch when the data buffer is empty, but buffers reset.
+            self._data.clear()
+            self._size = 0
+            self._event = ""
+            self._retry = None
+            return
+        colon = line.find(":")
+        if colon == 0:
+            self._comments += 1
+            return
+        if colon < 0:
+            field, value = line, ""
+        else:
+            field = line[:colon]
+            value = line[colon + 2 :] if line.startswith(" ", colon + 1) else line[colon + 1 :]
+        if field == "data":
+            self._data.append(value)
+            self._size += len(value) + 1
+        elif field == "event":
+            self._event = value
+        elif field == "id":
+            if "\0" not in value:  # as per the spec, an id with NUL is ignored
+                self._last_id = value
+        elif field == "retry":
+            if value.isascii() and value.isdigit():
+                self._retry = int(value)
+        # any other field is ignored, as per the spec
