@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,26 +20,48 @@ __all__ = ["STATE_KEY", "create_app"]
 
 STATE_KEY: web.AppKey[MockState] = web.AppKey("rxchat_mock_state", MockState)
 _CONFIG_KEY: web.AppKey[dict[str, Any]] = web.AppKey("rxchat_mock_config", dict)
-_RID_KEY = "rxchat_mock_request_id"
+_REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("rxchat_mock_request_id")
 
 MODELS = ("mock", "gpt-4o", "gpt-4o-mini", "o3-mini")
 
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
     400: ("Bad request (mock fault).", "invalid_request_error", None),
     401: ("Incorrect API key provided (mock fault).", "invalid_request_error", "invalid_api_key"),
-    403: ("You are not allowed to access this resource (mock fault).", "invalid_request_error", None),
-    404: ("The model does not exist or you do not have access to it (mock fault).", "invalid_request_error", "model_not_found"),
+    403: (
+        "You are not allowed to access this resource (mock fault).",
+        "invalid_request_error",
+        None,
+    ),
+    404: (
+        "The model does not exist or you do not have access to it (mock fault).",
+        "invalid_request_error",
+        "model_not_found",
+    ),
     408: ("Request timed out (mock fault).", "timeout", None),
-    409: ("Conflict: the request conflicts with another (mock fault).", "invalid_request_error", "conflict"),
+    409: (
+        "Conflict: the request conflicts with another (mock fault).",
+        "invalid_request_error",
+        "conflict",
+    ),
     422: ("Unprocessable entity (mock fault).", "invalid_request_error", None),
     429: ("Rate limit reached for requests (mock fault).", "requests", "rate_limit_exceeded"),
-    500: ("The server had an error while processing your request (mock fault).", "server_error", None),
+    500: (
+        "The server had an error while processing your request (mock fault).",
+        "server_error",
+        None,
+    ),
     502: ("Bad gateway (mock fault).", "server_error", None),
-    503: ("The engine is currently overloaded, please try again later (mock fault).", "server_error", "overloaded"),
+    503: (
+        "The engine is currently overloaded, please try again later (mock fault).",
+        "server_error",
+        "overloaded",
+    ),
 }
 
 
-def error_body(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def error_body(
+    message: str, type_: str, param: str | None = None, code: str | None = None
+) -> dict[str, Any]:
     """OpenAI's error object shape."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 
@@ -49,8 +72,14 @@ def _json(obj: Any, status: int = 200, headers: dict[str, str] | None = None) ->
     )
 
 
-def _error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
-           headers: dict[str, str] | None = None) -> web.Response:
+def _error(
+    status: int,
+    message: str,
+    type_: str,
+    param: str | None = None,
+    code: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     return _json(error_body(message, type_, param, code), status, headers)
 
 
@@ -62,7 +91,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
     state = request.app[STATE_KEY]
     config = request.app[_CONFIG_KEY]
     rid = state.next_request_id()
-    request[_RID_KEY] = rid
+    _REQUEST_ID.set(rid)
     raw = await request.read()
     body: Any = None
     if raw:
@@ -85,8 +114,13 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
                 headers=extra,
             )
         if not hmac.compare_digest(auth[7:].strip().encode(), api_key.encode()):
-            return _error(401, "Incorrect API key provided.", "invalid_request_error",
-                          code="invalid_api_key", headers=extra)
+            return _error(
+                401,
+                "Incorrect API key provided.",
+                "invalid_request_error",
+                code="invalid_api_key",
+                headers=extra,
+            )
     try:
         resp = await handler(request)
     except web.HTTPException as exc:
@@ -108,13 +142,20 @@ async def _models(request: web.Request) -> web.StreamResponse:
 
 async def _model(request: web.Request) -> web.StreamResponse:
     name = request.match_info["model"]
-    return _json({"id": split_model(name)[0], "object": "model", "created": CREATED, "owned_by": "rxchat"})
+    return _json(
+        {"id": split_model(name)[0], "object": "model", "created": CREATED, "owned_by": "rxchat"}
+    )
 
 
 def _status_response(opts: MockOptions, rid: str) -> web.Response:
     status = opts.status or 500
     message, type_, code = _STATUS_ERRORS.get(
-        status, (f"Mock fault: HTTP {status}.", "server_error" if status >= 500 else "invalid_request_error", None)
+        status,
+        (
+            f"Mock fault: HTTP {status}.",
+            "server_error" if status >= 500 else "invalid_request_error",
+            None,
+        ),
     )
     headers = {"x-request-id": rid}
     if opts.retry_after is not None:
@@ -127,19 +168,23 @@ def _status_response(opts: MockOptions, rid: str) -> web.Response:
 async def _chat(request: web.Request) -> web.StreamResponse:
     state = request.app[STATE_KEY]
     config = request.app[_CONFIG_KEY]
-    rid: str = request[_RID_KEY]
+    rid = _REQUEST_ID.get()
     raw = await request.read()
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
-        return _error(400, f"We could not parse the JSON body of your request: {err}", "invalid_request_error")
+        return _error(
+            400, f"We could not parse the JSON body of your request: {err}", "invalid_request_error"
+        )
     if not isinstance(body, dict):
         return _error(400, "The request body must be a JSON object.", "invalid_request_error")
     model = body.get("model")
     if "model" not in body:
         return _error(400, "Missing required parameter: 'model'.", "invalid_request_error", "model")
     if not isinstance(model, str) or not split_model(model)[0]:
-        return _error(400, "Invalid 'model': expected a non-empty string.", "invalid_request_error", "model")
+        return _error(
+            400, "Invalid 'model': expected a non-empty string.", "invalid_request_error", "model"
+        )
     name, query = split_model(model)
     try:
         opts = parse_options(query, request.headers.items(), defaults=config["defaults"])
@@ -172,7 +217,9 @@ async def _complete(request: web.Request, plan: Plan, rid: str) -> web.StreamRes
     return _json(completion_body(plan), headers={"x-request-id": rid})
 
 
-async def _stream(request: web.Request, plan: Plan, rid: str, state: MockState, delay: float) -> web.StreamResponse:
+async def _stream(
+    request: web.Request, plan: Plan, rid: str, state: MockState, delay: float
+) -> web.StreamResponse:
     resp = web.StreamResponse(
         status=200,
         headers={
@@ -181,7 +228,7 @@ async def _stream(request: web.Request, plan: Plan, rid: str, state: MockState, 
             "x-request-id": rid,
         },
     )
-    rec = StreamRecord(rid, [c.text for c in plan.choices], _state=state)
+    rec = StreamRecord(rid, plan.choices, _state=state)
     state.streams.append(rec)
     state.active_streams += 1
     state._notify()
@@ -229,7 +276,11 @@ def create_app(
         raise ValueError("token_delay must be >= 0")
     app = web.Application(middlewares=[_middleware], client_max_size=64 * 1024 * 1024)
     app[STATE_KEY] = state if state is not None else MockState()
-    app[_CONFIG_KEY] = {"api_key": api_key, "token_delay": token_delay, "defaults": defaults or MockOptions()}
+    app[_CONFIG_KEY] = {
+        "api_key": api_key,
+        "token_delay": token_delay,
+        "defaults": defaults or MockOptions(),
+    }
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/v1/models/{model}", _model)

@@ -31,7 +31,7 @@ _WORDS = (
     "flows", "carries", "returns", "becomes", "holds", "meets", "follows", "shapes",
     "the", "a", "of", "and", "to", "in", "with", "over",
 )  # fmt: skip
-_SPACED = tuple(" " + w for w in _WORDS) + (",", ",", ".", ".")
+_SPACED = (*(" " + w for w in _WORDS), ",", ",", ".", ".")
 _REASONING_WORDS = (
     "consider", "the", "question", "first", "then", "check", "each", "step", "carefully",
     "so", "that", "answer", "is", "consistent", "and", "short", "maybe", "compare", "options",
@@ -153,7 +153,9 @@ def _message_text(content: Any) -> str:
         return content
     if isinstance(content, list):
         return " ".join(
-            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            p.get("text", "")
+            for p in content
+            if isinstance(p, dict) and isinstance(p.get("text"), str)
         )
     return ""
 
@@ -184,7 +186,9 @@ def _validate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
         "messages",
     )
     for i, m in enumerate(messages):
-        _require(isinstance(m, dict), f"Invalid 'messages[{i}]': expected an object.", f"messages[{i}]")
+        _require(
+            isinstance(m, dict), f"Invalid 'messages[{i}]': expected an object.", f"messages[{i}]"
+        )
         role = m.get("role")
         _require(
             role in ("system", "developer", "user", "assistant", "tool", "function"),
@@ -197,7 +201,7 @@ def _validate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
             f"Invalid 'messages[{i}].content': expected a string or an array of content parts.",
             f"messages[{i}].content",
         )
-    return messages
+    return list(messages)
 
 
 def _validate_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -209,7 +213,9 @@ def _validate_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
     for i, t in enumerate(tools):
         param = f"tools[{i}]"
         _require(
-            isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("function"), dict),
+            isinstance(t, dict)
+            and t.get("type") == "function"
+            and isinstance(t.get("function"), dict),
             f"Invalid '{param}': expected {{'type': 'function', 'function': {{...}}}}.",
             param,
         )
@@ -266,7 +272,9 @@ def _response_format(body: dict[str, Any]) -> tuple[str, Any]:
     rf = body.get("response_format")
     if rf is None:
         return "text", None
-    _require(isinstance(rf, dict), "Invalid 'response_format': expected an object.", "response_format")
+    _require(
+        isinstance(rf, dict), "Invalid 'response_format': expected an object.", "response_format"
+    )
     kind = rf.get("type")
     if kind == "text":
         return "text", None
@@ -348,13 +356,27 @@ def build_plan(body: Any, opts: MockOptions, *, model_name: str) -> Plan:
     so = body.get("stream_options")
     include_usage = False
     if so is not None:
-        _require(stream, "Invalid 'stream_options': only allowed when 'stream' is true.", "stream_options")
-        _require(isinstance(so, dict), "Invalid 'stream_options': expected an object.", "stream_options")
+        _require(
+            stream,
+            "Invalid 'stream_options': only allowed when 'stream' is true.",
+            "stream_options",
+        )
+        _require(
+            isinstance(so, dict), "Invalid 'stream_options': expected an object.", "stream_options"
+        )
         iu = so.get("include_usage", False)
-        _require(isinstance(iu, bool), "Invalid 'stream_options.include_usage': expected a boolean.", "stream_options.include_usage")
+        _require(
+            isinstance(iu, bool),
+            "Invalid 'stream_options.include_usage': expected a boolean.",
+            "stream_options.include_usage",
+        )
         include_usage = iu
     seed = body.get("seed")
-    _require(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)), "Invalid 'seed': expected an integer.", "seed")
+    _require(
+        seed is None or (isinstance(seed, int) and not isinstance(seed, bool)),
+        "Invalid 'seed': expected an integer.",
+        "seed",
+    )
     tools = _validate_tools(body)
     called = _select_tools(body, tools, opts)
     fmt, schema = _response_format(body)
@@ -397,10 +419,16 @@ def build_plan(body: Any, opts: MockOptions, *, model_name: str) -> Plan:
             mode = "content"
             if fmt == "json_schema":
                 json_mode = True
-                pieces = _json_pieces(_schema_json(schema, seed_i, "response_format.json_schema.schema"))
+                pieces = _json_pieces(
+                    _schema_json(schema, seed_i, "response_format.json_schema.schema")
+                )
             elif fmt == "json_object":
                 json_mode = True
-                words = _text_tokens(rng, opts.tokens) if opts.text is None else _WORD_TOKENS.findall(opts.text)
+                words = (
+                    _text_tokens(rng, opts.tokens)
+                    if opts.text is None
+                    else _WORD_TOKENS.findall(opts.text)
+                )
                 doc = {"answer": "".join(words), "tokens": len(words), "source": "rxchat-mock"}
                 pieces = _json_pieces(orjson.dumps(doc).decode())
             elif opts.text is not None:
@@ -409,7 +437,11 @@ def build_plan(body: Any, opts: MockOptions, *, model_name: str) -> Plan:
                 pieces = _text_tokens(rng, opts.tokens)
         if opts.big_event is not None and i == 0:
             json_mode = json_mode or mode == "tools"
-            filler = " " * opts.big_event if json_mode else ("abcdefghij" * (opts.big_event // 10 + 1))[: opts.big_event]
+            filler = (
+                " " * opts.big_event
+                if json_mode
+                else ("abcdefghij" * (opts.big_event // 10 + 1))[: opts.big_event]
+            )
             if mode == "tools" and tool_calls:
                 tool_calls[0].pieces.insert(0, filler)
             else:
@@ -458,7 +490,17 @@ def logprob_entry(token: str, position: int, top: int) -> dict[str, Any]:
     alts = []
     if top > 0:
         alts.append({"token": token, "logprob": lp, "bytes": list(token.encode())})
-        for j in range(1, top):
+        j = 0
+        while len(alts) < top:
             alt = _SPACED[(h + j * 7) % len(_SPACED)]
-            alts.append({"token": alt, "logprob": round(lp - 1.0 - j, 6), "bytes": list(alt.encode())})
+            j += 1
+            if any(a["token"] == alt for a in alts):
+                continue
+            alts.append(
+                {
+                    "token": alt,
+                    "logprob": round(lp - 0.5 - len(alts), 6),
+                    "bytes": list(alt.encode()),
+                }
+            )
     return {"token": token, "logprob": lp, "bytes": list(token.encode()), "top_logprobs": alts}

@@ -18,15 +18,31 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = ["SchemaError", "generate_instance", "matches"]
 
 _MAX_DEPTH = 6
 
 _WORDS = (
-    "river", "signal", "amber", "stream", "harbor", "lantern", "meadow", "orbit", "pebble",
-    "quartz", "summit", "tidal", "velvet", "willow", "cobalt", "ember", "falcon", "granite",
+    "river",
+    "signal",
+    "amber",
+    "stream",
+    "harbor",
+    "lantern",
+    "meadow",
+    "orbit",
+    "pebble",
+    "quartz",
+    "summit",
+    "tidal",
+    "velvet",
+    "willow",
+    "cobalt",
+    "ember",
+    "falcon",
+    "granite",
 )
 _HINTS: dict[str, tuple[str, ...]] = {
     "city": ("Edinburgh", "San Francisco", "Lisbon", "Kyoto", "Montreal", "Nairobi"),
@@ -74,7 +90,7 @@ def _types_of(schema: dict[str, Any]) -> list[str]:
     return []
 
 
-def _is_number(v: Any) -> bool:
+def _is_number(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, int | float) and not isinstance(v, bool)
 
 
@@ -410,7 +426,9 @@ class _Generator:
         mult = schema.get("multipleOf")
         if _is_number(mult) and mult > 0:
             lo, hi = self._bounds(schema, integer=False)
-            k = self.rng.randint(math.ceil(lo / mult), max(math.ceil(lo / mult), math.floor(hi / mult)))
+            k = self.rng.randint(
+                math.ceil(lo / mult), max(math.ceil(lo / mult), math.floor(hi / mult))
+            )
             value = k * mult
             return int(value) if float(value).is_integer() else float(value)
         lo, hi = self._bounds(schema, integer=False)

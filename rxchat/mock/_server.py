@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from types import TracebackType
 from typing import Any
 
@@ -50,7 +50,9 @@ class MockServer:
         # Cancel handlers when their client goes away: the mock notices a disconnect at
         # once instead of at its next write or poll.
         self.state.handler_cancellation = True
-        self.app = create_app(api_key=api_key, token_delay=token_delay, state=self.state, defaults=defaults)
+        self.app = create_app(
+            api_key=api_key, token_delay=token_delay, state=self.state, defaults=defaults
+        )
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -77,8 +79,7 @@ class MockServer:
             await runner.cleanup()
             raise
         self._runner = runner
-        host, port = runner.addresses[0][:2]
-        self.port = int(port)
+        self.port = int(runner.addresses[0][1])
         self._url = f"http://{self.host}:{self.port}/v1"
         return self._url
 
@@ -124,7 +125,9 @@ class MockServer:
         """Number of streams that ended with ``[DONE]``."""
         return self.state.completed
 
-    async def wait_for_disconnect(self, timeout: float = 5.0, *, count: int = 1) -> DisconnectRecord:
+    async def wait_for_disconnect(
+        self, timeout: float = 5.0, *, count: int = 1
+    ) -> DisconnectRecord:
         """Wait for the ``count``-th disconnect; returns the latest record.
 
         Raises:
@@ -151,7 +154,10 @@ class MockServer:
         return self
 
     async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
@@ -168,7 +174,9 @@ class ServerURL(str):
 
 
 @asynccontextmanager
-async def serve(host: str = "127.0.0.1", port: int = 0, **app_options: Any) -> AsyncIterator[ServerURL]:
+async def serve(
+    host: str = "127.0.0.1", port: int = 0, **app_options: Any
+) -> AsyncIterator[ServerURL]:
     """Run the mock server for the duration of an ``async with`` block.
 
     Args:
@@ -219,7 +227,5 @@ def run(
                 print(f"rxchat mock server listening on {server.url}", flush=True)
             await asyncio.Event().wait()
 
-    try:
+    with suppress(KeyboardInterrupt):
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,11 +31,12 @@ class StreamRecord:
     ``"disconnected"`` (the client went away), ``"dropped"`` (``drop_after`` fault),
     ``"error_frame"`` (``error_after`` / ``event_error_after``), ``"no_done"``.
     ``ended_at`` is ``time.monotonic()`` when the server noticed the end.
-    ``texts`` holds the content (or refusal) text planned per choice.
+    ``texts`` is the content (or refusal) text planned per choice (kept only while the
+    state's ``record_texts`` is true).
     """
 
     request_id: str
-    texts: list[str]
+    _choices: list[Any] | None = field(default=None, repr=False)
     chunks: int = 0
     outcome: str | None = None
     ended_at: float | None = None
@@ -47,7 +49,20 @@ class StreamRecord:
         self.outcome = outcome
         self.ended_at = time.monotonic()
         if self._state is not None:
+            if not self._state.record_texts:
+                self._choices = None
             self._state._notify()
+
+    @property
+    def texts(self) -> list[str]:
+        """The planned content (or refusal) text of each choice.
+
+        Raises:
+            LookupError: texts were not recorded (``MockState(record_texts=False)``).
+        """
+        if self._choices is None:
+            raise LookupError("texts are not recorded (MockState(record_texts=False))")
+        return [c.text for c in self._choices]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,13 +77,18 @@ class DisconnectRecord:
 class MockState:
     """Everything the mock server records; share one between apps or inspect it in tests.
 
+    Args:
+        record_texts: keep each stream's planned text after it ends (``StreamRecord.texts``);
+            turn off for long load runs so memory does not grow with the total output.
+
     Example:
         >>> state = MockState()
         >>> state.completed
         0
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, record_texts: bool = True) -> None:
+        self.record_texts = record_texts
         self.requests: list[RequestRecord] = []
         self.streams: list[StreamRecord] = []
         self.active_streams = 0
@@ -134,12 +154,12 @@ class MockState:
                 raise TimeoutError(f"mock server condition not met within {timeout}s")
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(fut, remaining)
-            except TimeoutError:
-                pass
 
-    async def wait_for_disconnect(self, timeout: float = 5.0, *, count: int = 1) -> DisconnectRecord:
+    async def wait_for_disconnect(
+        self, timeout: float = 5.0, *, count: int = 1
+    ) -> DisconnectRecord:
         """Wait until at least ``count`` disconnects are recorded; returns the latest.
 
         Raises:

@@ -44,8 +44,12 @@ class FrameEncoder:
         self._cache: dict[tuple[int, str, str], bytes] = {}
         self._top = plan.top_logprobs
 
-    def choice(self, index: int, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None) -> bytes:
-        body = orjson.dumps({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
+    def choice(
+        self, index: int, delta: dict[str, Any], logprobs: Any = None, finish: str | None = None
+    ) -> bytes:
+        body = orjson.dumps(
+            {"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}
+        )
         return self._head + body + self._tail
 
     def token(self, index: int, field: str, tok: str) -> bytes:
@@ -79,7 +83,12 @@ def _choice_frames(c: ChoicePlan, enc: FrameEncoder, plan: Plan, finish: bool) -
         if c.tool_calls and not c.reasoning:
             t = c.tool_calls[0]
             first["tool_calls"] = [
-                {"index": 0, "id": t.id, "type": "function", "function": {"name": t.name, "arguments": ""}}
+                {
+                    "index": 0,
+                    "id": t.id,
+                    "type": "function",
+                    "function": {"name": t.name, "arguments": ""},
+                }
             ]
         first["refusal"] = None
         yield enc.choice(i, first)
@@ -98,18 +107,29 @@ def _choice_frames(c: ChoicePlan, enc: FrameEncoder, plan: Plan, finish: bool) -
                     i,
                     {
                         "tool_calls": [
-                            {"index": k, "id": t.id, "type": "function", "function": {"name": t.name, "arguments": ""}}
+                            {
+                                "index": k,
+                                "id": t.id,
+                                "type": "function",
+                                "function": {"name": t.name, "arguments": ""},
+                            }
                         ]
                     },
                 )
             for piece in t.pieces:
-                yield enc.choice(i, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
+                yield enc.choice(
+                    i, {"tool_calls": [{"index": k, "function": {"arguments": piece}}]}
+                )
     else:
         field = "refusal" if c.mode == "refusal" else "content"
         if lp:
             for pos, tok in enumerate(c.pieces):
                 entry = [logprob_entry(tok, pos, top)]
-                lpobj = {"content": None, "refusal": entry} if field == "refusal" else {"content": entry, "refusal": None}
+                lpobj = (
+                    {"content": None, "refusal": entry}
+                    if field == "refusal"
+                    else {"content": entry, "refusal": None}
+                )
                 yield enc.choice(i, {field: tok}, lpobj)
         else:
             for tok in c.pieces:
@@ -118,7 +138,9 @@ def _choice_frames(c: ChoicePlan, enc: FrameEncoder, plan: Plan, finish: bool) -
         yield enc.choice(i, {}, None, c.finish_reason)
 
 
-def iter_frames(plan: Plan, enc: FrameEncoder | None = None, *, finish: bool = True) -> Iterator[bytes]:
+def iter_frames(
+    plan: Plan, enc: FrameEncoder | None = None, *, finish: bool = True
+) -> Iterator[bytes]:
     """All ``data:`` chunk frames of the plan (choices interleaved round-robin), without ``[DONE]``.
 
     With ``finish=False`` the finish-reason and usage chunks are left out (the ``no_done`` fault).
@@ -152,18 +174,31 @@ def completion_body(plan: Plan) -> dict[str, Any]:
             message["refusal"] = c.text
         else:
             message["tool_calls"] = [
-                {"id": t.id, "type": "function", "function": {"name": t.name, "arguments": "".join(t.pieces)}}
+                {
+                    "id": t.id,
+                    "type": "function",
+                    "function": {"name": t.name, "arguments": "".join(t.pieces)},
+                }
                 for t in c.tool_calls
             ]
         if c.reasoning:
             message["reasoning_content"] = "".join(c.reasoning)
         if plan.logprobs:
-            entries = [logprob_entry(tok, pos, plan.top_logprobs) for pos, tok in enumerate(c.pieces)]
+            entries = [
+                logprob_entry(tok, pos, plan.top_logprobs) for pos, tok in enumerate(c.pieces)
+            ]
             if c.mode == "refusal":
                 logprobs = {"content": None, "refusal": entries}
             else:
                 logprobs = {"content": entries, "refusal": None}
-        choices.append({"index": c.index, "message": message, "logprobs": logprobs, "finish_reason": c.finish_reason})
+        choices.append(
+            {
+                "index": c.index,
+                "message": message,
+                "logprobs": logprobs,
+                "finish_reason": c.finish_reason,
+            }
+        )
     return {
         "id": plan.id,
         "object": "chat.completion",
@@ -183,7 +218,13 @@ class _Writer:
     """Per-frame writer: delays, stalls with keep-alives, drip, disconnect polling."""
 
     def __init__(
-        self, request: web.BaseRequest, resp: web.StreamResponse, plan: Plan, rec: StreamRecord, state: MockState, delay: float
+        self,
+        request: web.BaseRequest,
+        resp: web.StreamResponse,
+        plan: Plan,
+        rec: StreamRecord,
+        state: MockState,
+        delay: float,
     ) -> None:
         self.request = request
         self.resp = resp
@@ -257,7 +298,12 @@ def _error_payload(plan: Plan) -> dict[str, Any]:
 
 
 async def write_stream(
-    request: web.BaseRequest, resp: web.StreamResponse, plan: Plan, rec: StreamRecord, state: MockState, delay: float
+    request: web.BaseRequest,
+    resp: web.StreamResponse,
+    plan: Plan,
+    rec: StreamRecord,
+    state: MockState,
+    delay: float,
 ) -> None:
     """Write the whole SSE body of ``plan`` to the prepared ``resp``, applying the faults.
 
@@ -309,7 +355,11 @@ async def write_stream(
             elif name == "unknown_shape":
                 await w.emit(enc.raw({"foo": 1, "choices": {"index": 0}}))
             elif name == "invalid_utf8":
-                await w.emit(b'data: {"id":"' + plan.id.encode() + b'","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"\xff\xfe bad \xc3"},"logprobs":null,"finish_reason":null}]}\n\n')
+                await w.emit(
+                    b'data: {"id":"'
+                    + plan.id.encode()
+                    + b'","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"\xff\xfe bad \xc3"},"logprobs":null,"finish_reason":null}]}\n\n'
+                )
             elif name == "error":
                 await w.emit(enc.raw(_error_payload(plan)))
                 rec.finish("error_frame")
