@@ -120,9 +120,9 @@ _AlwaysMatch = Callable[[str, int], "re.Match[str]"]
 _skip_ws: Final = cast(_AlwaysMatch, re.compile(r"[ \t\n\r]*").match)
 _digit_run: Final = cast(_AlwaysMatch, re.compile(r"[0-9]*").match)
 # A run of string characters that need no decoding.
-_str_run: Final = cast(_AlwaysMatch, re.compile(r'[^"\\\x00-\x1f]*').match)
+_str_run: Final = cast(_AlwaysMatch, re.compile(r'[^"\\\x00-\x1f\ud800-\udfff]*').match)
 # A whole string without escapes, closing quote included.
-_simple_str: Final = re.compile(r'"([^"\\\x00-\x1f]*)"').match
+_simple_str: Final = re.compile(r'"([^"\\\x00-\x1f\ud800-\udfff]*)"').match
 # A whole number; groups 1/2 (fraction/exponent) make it a float.
 _full_number: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?").match
 
@@ -689,6 +689,9 @@ class PartialJSONParser:
                 self._end_string()
                 return i
             if c != "\\":
+                if c >= "\ud800":
+                    # Only reachable from text that was not decoded from UTF-8.
+                    raise self._fail("lone surrogate character in a string", base + j)
                 raise self._fail("control character in a string (must be escaped)", base + j)
             if j + 1 >= n:
                 self._carry = s[j:]
