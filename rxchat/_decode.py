@@ -92,6 +92,9 @@ class ChunkDecoder:
                 break
             chunks.append(chunk)
         self.chunks_received += len(chunks)
+        if self._sse.error is not None and not self.done:
+            # The read also held an oversized event after these chunks: deliver them, then fail.
+            self._fail(self._sse.error)
         return chunks
 
     def close(self) -> None:

@@ -42,7 +42,12 @@ class SSEDecoder:
     """Turn a byte stream into :class:`ServerSentEvent` objects, one read at a time.
 
     Any split of the same bytes into ``feed`` calls gives the same events. There is no line-length
-    limit unless ``max_event_bytes`` is set, which bounds the memory one event may take.
+    limit unless ``max_event_bytes`` is set, which bounds the memory one event may take: the
+    characters of the event's ``data`` lines as received (field name and line end included) plus
+    the line being read may not exceed it (for ASCII text, characters are bytes). Over the limit,
+    :class:`~rxchat.errors.EventTooLargeError` is raised; events completed earlier in the same
+    read are returned first and the error is kept in :attr:`error` and raised by the next
+    ``feed`` or ``flush``, so no split of the bytes loses an event.
 
     >>> decoder = SSEDecoder()
     >>> decoder.feed(b"data: hel")
@@ -54,6 +59,7 @@ class SSEDecoder:
     __slots__ = (
         "_comments",
         "_data",
+        "_error",
         "_event",
         "_last_id",
         "_line_parts",
@@ -80,6 +86,7 @@ class SSEDecoder:
         self._retry: int | None = None
         self._comments = 0
         self._max = max_event_bytes
+        self._error: EventTooLargeError | None = None
         self.discarded_chars = 0
 
     @property
@@ -88,12 +95,23 @@ class SSEDecoder:
         return self._last_id
 
     @property
+    def error(self) -> EventTooLargeError | None:
+        """A fault found after the events the last ``feed`` returned; the next call raises it."""
+        return self._error
+
+    @property
     def comments(self) -> int:
         """How many comment lines (``:`` keep-alives) were seen."""
         return self._comments
 
     def feed(self, data: bytes) -> list[ServerSentEvent]:
-        """Decode one read and return the events it completed (possibly none)."""
+        """Decode one read and return the events it completed (possibly none).
+
+        Raises:
+            EventTooLargeError: an event exceeded ``max_event_bytes`` (see the class docstring).
+        """
+        if self._error is not None:
+            raise self._error
         text = self._utf8.decode(data)
         if not text:
             return []
@@ -122,12 +140,17 @@ class SSEDecoder:
             self._line_parts.clear()
         self._line_size = 0
         events: list[ServerSentEvent] = []
-        for line in lines:
-            self._process_line(line, events)
-        if tail:
-            self._line_parts.append(tail)
-            self._line_size = len(tail)
-            self._check_size()
+        try:
+            for line in lines:
+                self._process_line(line, events)
+            if tail:
+                self._line_parts.append(tail)
+                self._line_size = len(tail)
+                self._check_size()
+        except EventTooLargeError as err:
+            if not events:
+                raise
+            self._error = err  # deliver what completed before the fault; raise on the next call
         return events
 
     def flush(self) -> list[ServerSentEvent]:
@@ -136,6 +159,8 @@ class SSEDecoder:
         Returns an empty list; :attr:`discarded_chars` tells how much was dropped, so callers can
         report a truncated stream instead of losing it silently.
         """
+        if self._error is not None:
+            raise self._error
         rest = self._utf8.decode(b"", final=True)
         self.discarded_chars = (
             len(rest) + self._line_size + sum(len(d) + 1 for d in self._data)
@@ -154,9 +179,8 @@ class SSEDecoder:
 
     def _process_line(self, line: str, events: list[ServerSentEvent]) -> None:
         if line.startswith("data:"):  # the hot path
-            value = line[6:] if line.startswith("data: ") else line[5:]
-            self._data.append(value)
-            self._size += len(value) + 1
+            self._data.append(line[6:] if line.startswith("data: ") else line[5:])
+            self._size += len(line) + 1
             if self._max is not None and self._size > self._max:
                 raise EventTooLargeError(self._max)
             return
@@ -173,6 +197,10 @@ class SSEDecoder:
             self._event = ""
             self._retry = None
             return
+        if self._max is not None and self._size + len(line) + 1 > self._max:
+            # Checked on every whole line, so whether the limit trips never depends on how the
+            # line was split into reads (a partial line is always shorter than the whole one).
+            raise EventTooLargeError(self._max)
         colon = line.find(":")
         if colon == 0:
             self._comments += 1
@@ -184,7 +212,7 @@ class SSEDecoder:
             value = line[colon + 2 :] if line.startswith(" ", colon + 1) else line[colon + 1 :]
         if field == "data":
             self._data.append(value)
-            self._size += len(value) + 1
+            self._size += len(line) + 1
         elif field == "event":
             self._event = value
         elif field == "id":

@@ -314,7 +314,8 @@ def _fast_chunk(data: dict[str, Any]) -> ChatCompletionChunk | None:
         and isinstance(data.get("service_tier"), _STR_OR_NONE)
     ):
         return None
-    choices: list[ChunkChoice] = []
+    # Check every choice before touching any: a fallback to model_validate must see the
+    # payload unchanged, or the fields_set of the choices built so far would differ.
     for raw in raw_choices:
         if type(raw) is not dict or not raw.keys() <= _CHOICE_FAST:
             return None
@@ -330,6 +331,9 @@ def _fast_chunk(data: dict[str, Any]) -> ChatCompletionChunk | None:
         for value in delta.values():
             if value is not None and type(value) is not str:
                 return None
+    choices: list[ChunkChoice] = []
+    for raw in raw_choices:
+        delta = raw["delta"]
         delta_model = _new(ChoiceDelta)
         fields = _DELTA_DEFAULTS.copy()
         fields.update(delta)
