@@ -69,7 +69,7 @@ class MockServer:
         if self._runner is not None:
             raise RuntimeError("MockServer already started")
         runner = web.AppRunner(
-            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=0.5
+            self.app, handler_cancellation=True, access_log=None, shutdown_timeout=0.1
         )
         await runner.setup()
         try:

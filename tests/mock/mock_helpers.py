@@ -85,7 +85,10 @@ def make_post(base_url: str, http: aiohttp.ClientSession) -> Post:
             except aiohttp.ClientError as err:
                 error = err
             result = Result(resp.status, resp.headers, raw, error)
-            if resp.headers.get("Content-Type", "").startswith("text/event-stream") and error is None:
+            if (
+                resp.headers.get("Content-Type", "").startswith("text/event-stream")
+                and error is None
+            ):
                 result.frames = split_frames(raw)
             return result
 

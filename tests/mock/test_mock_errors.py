@@ -62,12 +62,30 @@ async def test_api_key_required(http: aiohttp.ClientSession) -> None:
         ({"model": "mock", "messages": USER, "logprobs": "yes"}, "logprobs"),
         ({"model": "mock", "messages": USER, "top_logprobs": 2}, "top_logprobs"),
         ({"model": "mock", "messages": USER, "logprobs": True, "top_logprobs": 21}, "top_logprobs"),
-        ({"model": "mock", "messages": USER, "stream_options": {"include_usage": True}}, "stream_options"),
-        ({"model": "mock", "messages": USER, "stream": True, "stream_options": {"include_usage": 1}}, "stream_options.include_usage"),
+        (
+            {"model": "mock", "messages": USER, "stream_options": {"include_usage": True}},
+            "stream_options",
+        ),
+        (
+            {
+                "model": "mock",
+                "messages": USER,
+                "stream": True,
+                "stream_options": {"include_usage": 1},
+            },
+            "stream_options.include_usage",
+        ),
         ({"model": "mock", "messages": USER, "seed": "x"}, "seed"),
         ({"model": "mock", "messages": USER, "tools": {}}, "tools"),
         ({"model": "mock", "messages": USER, "tools": [{"type": "function"}]}, "tools[0]"),
-        ({"model": "mock", "messages": USER, "tools": [{"type": "function", "function": {"name": "a b"}}]}, "tools[0].function.name"),
+        (
+            {
+                "model": "mock",
+                "messages": USER,
+                "tools": [{"type": "function", "function": {"name": "a b"}}],
+            },
+            "tools[0].function.name",
+        ),
         ({"model": "mock", "messages": USER, "tool_choice": "auto"}, "tool_choice"),
         (
             {
@@ -78,10 +96,20 @@ async def test_api_key_required(http: aiohttp.ClientSession) -> None:
             },
             "tool_choice",
         ),
-        ({"model": "mock", "messages": USER, "response_format": {"type": "xml"}}, "response_format.type"),
-        ({"model": "mock", "messages": USER, "response_format": {"type": "json_schema"}}, "response_format.json_schema"),
         (
-            {"model": "mock", "messages": USER, "response_format": {"type": "json_schema", "json_schema": {"schema": {}}}},
+            {"model": "mock", "messages": USER, "response_format": {"type": "xml"}},
+            "response_format.type",
+        ),
+        (
+            {"model": "mock", "messages": USER, "response_format": {"type": "json_schema"}},
+            "response_format.json_schema",
+        ),
+        (
+            {
+                "model": "mock",
+                "messages": USER,
+                "response_format": {"type": "json_schema", "json_schema": {"schema": {}}},
+            },
             "response_format.json_schema.name",
         ),
     ],
@@ -103,7 +131,15 @@ async def test_unparseable_or_non_object_body_is_400(post: Post, raw: bytes) -> 
 
 @pytest.mark.parametrize(
     "model",
-    ["mock?bogus=1", "mock?tokens=abc", "mock?tokens=-1", "mock?delay=nan", "mock?status=200", "mock?fault=nope:1", "mock?refusal=maybe"],
+    [
+        "mock?bogus=1",
+        "mock?tokens=abc",
+        "mock?tokens=-1",
+        "mock?delay=nan",
+        "mock?status=200",
+        "mock?fault=nope:1",
+        "mock?refusal=maybe",
+    ],
 )
 async def test_bad_mock_options_are_400(post: Post, model: str) -> None:
     r = await post(model=model)
@@ -119,7 +155,9 @@ async def test_bad_mock_header_is_400(post: Post) -> None:
     assert "X-Mock-Drop-After" in _error(r.raw)["message"]
 
 
-async def test_unknown_route_is_404_with_openai_body(mock_server: MockServer, http: aiohttp.ClientSession) -> None:
+async def test_unknown_route_is_404_with_openai_body(
+    mock_server: MockServer, http: aiohttp.ClientSession
+) -> None:
     async with http.post(mock_server.url + "/completions", json={}) as resp:
         assert resp.status == 404
         err = _error(await resp.read())

@@ -95,7 +95,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["shape", "either"],
     },
     "definitions_ref": {
-        "definitions": {"item": {"type": "object", "properties": {"q": {"type": "integer"}}, "required": ["q"]}},
+        "definitions": {
+            "item": {"type": "object", "properties": {"q": {"type": "integer"}}, "required": ["q"]}
+        },
         "type": "array",
         "items": {"$ref": "#/definitions/item"},
         "minItems": 4,
@@ -103,10 +105,17 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "formats": {
         "type": "object",
-        "properties": {k: {"type": "string", "format": k} for k in ("date-time", "date", "email", "uuid", "uri")},
+        "properties": {
+            k: {"type": "string", "format": k}
+            for k in ("date-time", "date", "email", "uuid", "uri")
+        },
         "required": ["date-time", "date", "email", "uuid", "uri"],
     },
-    "tuple": {"type": "array", "prefixItems": [{"type": "string"}, {"type": "integer"}], "items": False},
+    "tuple": {
+        "type": "array",
+        "prefixItems": [{"type": "string"}, {"type": "integer"}],
+        "items": False,
+    },
     "all_of": {
         "allOf": [
             {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
@@ -166,7 +175,11 @@ async def test_json_schema_stream_validates(post: Post, name: str) -> None:
     for i in range(2):
         text = r.content(i)
         jsonschema.validate(json.loads(text), schema)
-    pieces = [c["choices"][0]["delta"]["content"] for c in r.chunks if c["choices"][0]["delta"].get("content")]
+    pieces = [
+        c["choices"][0]["delta"]["content"]
+        for c in r.chunks
+        if c["choices"][0]["delta"].get("content")
+    ]
     assert len(pieces) > 5
     assert max(len(p) for p in pieces) <= 6
     full = (await post(response_format=_rf(name, schema), n=2)).json
@@ -199,7 +212,11 @@ def _tool(model: type[BaseModel], name: str | None = None) -> dict[str, Any]:
     }
 
 
-TOOLS = [_tool(GetWeatherArgs), _tool(GetStockPrice, "get_stock_price"), _tool(Order, "place_order")]
+TOOLS = [
+    _tool(GetWeatherArgs),
+    _tool(GetStockPrice, "get_stock_price"),
+    _tool(Order, "place_order"),
+]
 
 
 def _calls(chunks: list[dict[str, Any]], choice: int = 0) -> dict[int, dict[str, Any]]:
@@ -213,7 +230,11 @@ def _calls(chunks: list[dict[str, Any]], choice: int = 0) -> dict[int, dict[str,
                 assert tc["type"] == "function" and tc["function"]["arguments"] == ""
                 assert set(tc) == {"index", "id", "type", "function"}
                 assert tc["id"].startswith("call_")
-                calls[tc["index"]] = {"id": tc["id"], "name": tc["function"]["name"], "arguments": ""}
+                calls[tc["index"]] = {
+                    "id": tc["id"],
+                    "name": tc["function"]["name"],
+                    "arguments": "",
+                }
             else:
                 assert set(tc) == {"index", "function"} and set(tc["function"]) == {"arguments"}
                 calls[tc["index"]]["arguments"] += tc["function"]["arguments"]
@@ -238,16 +259,24 @@ async def test_tool_call_stream_shape_and_validity(post: Post) -> None:
 async def test_parallel_tools_and_tool_choice(post: Post) -> None:
     r = await post(stream=True, tools=TOOLS, model="mock?parallel_tools=3")
     calls = _calls(r.chunks)
-    assert [calls[k]["name"] for k in sorted(calls)] == ["GetWeatherArgs", "get_stock_price", "place_order"]
+    assert [calls[k]["name"] for k in sorted(calls)] == [
+        "GetWeatherArgs",
+        "get_stock_price",
+        "place_order",
+    ]
     for k, tool in enumerate(TOOLS):
         jsonschema.validate(json.loads(calls[k]["arguments"]), tool["function"]["parameters"])
     assert len({c["id"] for c in calls.values()}) == 3
 
-    serial = await post(stream=True, tools=TOOLS, model="mock?parallel_tools=3", parallel_tool_calls=False)
+    serial = await post(
+        stream=True, tools=TOOLS, model="mock?parallel_tools=3", parallel_tool_calls=False
+    )
     assert len(_calls(serial.chunks)) == 1
 
     named = await post(
-        stream=True, tools=TOOLS, tool_choice={"type": "function", "function": {"name": "place_order"}}
+        stream=True,
+        tools=TOOLS,
+        tool_choice={"type": "function", "function": {"name": "place_order"}},
     )
     (only,) = _calls(named.chunks).values()
     assert only["name"] == "place_order"
@@ -304,7 +333,9 @@ async def test_non_streaming_tool_calls(post: Post) -> None:
     assert [(t["function"]["name"], t["function"]["arguments"]) for t in message["tool_calls"]] == [
         (streamed[k]["name"], streamed[k]["arguments"]) for k in (0, 1)
     ]
-    assert all(t["type"] == "function" and t["id"].startswith("call_") for t in message["tool_calls"])
+    assert all(
+        t["type"] == "function" and t["id"].startswith("call_") for t in message["tool_calls"]
+    )
 
 
 async def test_tool_args_truncated_by_max_tokens(post: Post) -> None:
@@ -316,7 +347,9 @@ async def test_tool_args_truncated_by_max_tokens(post: Post) -> None:
 
 
 async def test_unsatisfiable_schema_is_a_400(post: Post) -> None:
-    r = await post(stream=True, response_format=_rf("x", {"type": "integer", "minimum": 2, "maximum": 1}))
+    r = await post(
+        stream=True, response_format=_rf("x", {"type": "integer", "minimum": 2, "maximum": 1})
+    )
     assert r.status == 400
     err = orjson.loads(r.raw)["error"]
     assert err["param"] == "response_format.json_schema.schema"

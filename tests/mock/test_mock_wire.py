@@ -41,7 +41,12 @@ async def test_stream_frames_match_openai_shape(post: Post) -> None:
     assert _key_order(ours[1]) == _key_order(theirs[1])
     assert _key_order(ours[-1]) == _key_order(theirs[-1])
     assert ours[0]["choices"][0]["delta"] == {"role": "assistant", "content": "", "refusal": None}
-    assert ours[-1]["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "stop"}
+    assert ours[-1]["choices"][0] == {
+        "index": 0,
+        "delta": {},
+        "logprobs": None,
+        "finish_reason": "stop",
+    }
     assert [list(c["choices"][0]["delta"]) for c in ours[1:-1]] == [["content"]] * 5
     assert {c["id"] for c in chunks} == {chunks[0]["id"]}
     assert chunks[0]["id"].startswith("chatcmpl-") and len(chunks[0]["id"]) == len(theirs[0]["id"])
@@ -165,11 +170,19 @@ async def test_refusal_triggered_by_option_and_by_anthrax(post: Post) -> None:
     r2 = await post(stream=True, model="mock?refusal=1", logprobs=True)
     assert r2.chunks[0]["choices"][0]["logprobs"] == {"content": None, "refusal": []}
     lp = r2.chunks[1]["choices"][0]["logprobs"]
-    assert lp["content"] is None and lp["refusal"][0]["token"] == r2.chunks[1]["choices"][0]["delta"]["refusal"]
+    assert (
+        lp["content"] is None
+        and lp["refusal"][0]["token"] == r2.chunks[1]["choices"][0]["delta"]["refusal"]
+    )
 
 
 async def test_reasoning_deltas_before_content(post: Post) -> None:
-    r = await post(stream=True, tokens=3, headers={"X-Mock-Reasoning": "5"}, stream_options={"include_usage": True})
+    r = await post(
+        stream=True,
+        tokens=3,
+        headers={"X-Mock-Reasoning": "5"},
+        stream_options={"include_usage": True},
+    )
     kinds = [next(iter(c["choices"][0]["delta"]), None) for c in r.chunks[:-1]]
     assert kinds == ["role"] + ["reasoning_content"] * 5 + ["content"] * 3 + [None]
     assert r.content(field_name="reasoning_content").startswith("Let me")
@@ -195,7 +208,9 @@ async def test_non_streaming_says_the_same(post: Post) -> None:
         assert [e["token"] for e in choice["logprobs"]["content"]] == [
             c["choices"][0]["delta"]["content"]
             for c in s.chunks[:-1]
-            if c["choices"][0]["index"] == i and "content" in c["choices"][0]["delta"] and c["choices"][0]["delta"]["content"]
+            if c["choices"][0]["index"] == i
+            and "content" in c["choices"][0]["delta"]
+            and c["choices"][0]["delta"]["content"]
         ]
     assert body["usage"] == s.chunks[-1]["usage"]
 
