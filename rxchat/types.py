@@ -295,71 +295,69 @@ _CHUNK_DEFAULTS: dict[str, Any] = {
     "service_tier": None,
     "usage": None,
 }
-_STR_OR_NONE = (str, type(None))
+_STR_OR_NONE = frozenset((str, type(None)))
 
 
 def _fast_chunk(data: dict[str, Any]) -> ChatCompletionChunk | None:
     keys = data.keys()
-    if not keys <= _CHUNK_FAST or data.get("usage") is not None:
-        return None
     raw_choices = data.get("choices")
-    if type(raw_choices) is not list:
+    if type(raw_choices) is not list or not keys <= _CHUNK_FAST:
         return None
-    if not (
-        type(data.get("id", "")) is str
-        and type(data.get("created", 0)) is int
-        and type(data.get("model", "")) is str
-        and type(data.get("object", "")) is str
-        and isinstance(data.get("system_fingerprint"), _STR_OR_NONE)
-        and isinstance(data.get("service_tier"), _STR_OR_NONE)
+    fields = _CHUNK_DEFAULTS.copy()
+    fields.update(data)
+    if (
+        fields["usage"] is not None
+        or type(fields["id"]) is not str
+        or type(fields["created"]) is not int
+        or type(fields["model"]) is not str
+        or type(fields["object"]) is not str
+        or type(fields["system_fingerprint"]) not in _STR_OR_NONE
+        or type(fields["service_tier"]) not in _STR_OR_NONE
     ):
         return None
-    # Check every choice before touching any: a fallback to model_validate must see the
-    # payload unchanged, or the fields_set of the choices built so far would differ.
+    # Check every choice before building any, so a fallback sees the payload untouched.
     for raw in raw_choices:
-        if type(raw) is not dict or not raw.keys() <= _CHOICE_FAST:
+        if type(raw) is not dict:
             return None
         delta = raw.get("delta")
         if (
             type(delta) is not dict
-            or type(raw.get("index")) is not int
-            or raw.get("logprobs") is not None
-            or not isinstance(raw.get("finish_reason"), _STR_OR_NONE)
+            or not raw.keys() <= _CHOICE_FAST
             or not delta.keys() <= _DELTA_FAST
+            or type(raw["index"] if "index" in raw else None) is not int
+            or raw.get("logprobs") is not None
+            or type(raw.get("finish_reason")) not in _STR_OR_NONE
         ):
             return None
         for value in delta.values():
-            if value is not None and type(value) is not str:
+            if type(value) not in _STR_OR_NONE:
                 return None
     choices: list[ChunkChoice] = []
     for raw in raw_choices:
         delta = raw["delta"]
         delta_model = _new(ChoiceDelta)
-        fields = _DELTA_DEFAULTS.copy()
-        fields.update(delta)
-        _set_dict(delta_model, fields)
+        delta_fields = _DELTA_DEFAULTS.copy()
+        delta_fields.update(delta)
+        _set_dict(delta_model, delta_fields)
         _set_fields(delta_model, set(delta))
         _set_extra(delta_model, {})
         _set_private(delta_model, None)
         choice = _new(ChunkChoice)
-        choice_fields = set(raw)
-        raw["delta"] = delta_model
-        if len(raw) != 4:
-            raw.setdefault("logprobs", None)
-            raw.setdefault("finish_reason", None)
-        _set_dict(choice, raw)
-        _set_fields(choice, choice_fields)
+        choice_fields = {
+            "index": raw["index"],
+            "delta": delta_model,
+            "logprobs": None,
+            "finish_reason": raw.get("finish_reason"),
+        }
+        _set_dict(choice, choice_fields)
+        _set_fields(choice, set(raw))
         _set_extra(choice, {})
         _set_private(choice, None)
         choices.append(choice)
+    fields["choices"] = choices
     chunk = _new(ChatCompletionChunk)
-    chunk_fields = set(keys)
-    if len(data) != 8:
-        for key, default in _CHUNK_DEFAULTS.items():
-            data.setdefault(key, default)
-    data["choices"] = choices
-    _set_dict(chunk, data)
-    _set_fields(chunk, chunk_fields)
+    _set_dict(chunk, fields)
+    _set_fields(chunk, set(keys))
     _set_extra(chunk, {})
     _set_private(chunk, None)
     return chunk
