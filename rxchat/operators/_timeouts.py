@@ -1,0 +1,221 @@
+"""``idle_timeout`` and ``first_chunk_timeout``: time the model's output, not the socket's bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from reactivex import Observable, abc
+from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
+from reactivex.scheduler import CurrentThreadScheduler, ImmediateScheduler
+from reactivex.scheduler.eventloop import AsyncIOScheduler
+
+from ..errors import APITimeoutError, FirstChunkTimeoutError, IdleTimeoutError
+
+__all__ = ["first_chunk_timeout", "idle_timeout", "time_scheduler"]
+
+_T = TypeVar("_T")
+
+
+def time_scheduler(
+    scheduler: abc.SchedulerBase | None, subscribe_scheduler: abc.SchedulerBase | None
+) -> abc.SchedulerBase:
+    """The scheduler for an operator's timers.
+
+    The operator's own ``scheduler=``, else the one given to ``subscribe`` (unless it is a
+    trampoline, whose relative timers would block), else an ``AsyncIOScheduler`` on the running
+    loop — never a thread pool, so callbacks stay on the loop that reads the socket.
+    """
+    if scheduler is not None:
+        return scheduler
+    if subscribe_scheduler is not None and not isinstance(
+        subscribe_scheduler, CurrentThreadScheduler | ImmediateScheduler
+    ):
+        return subscribe_scheduler
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(
+            "this rxchat operator needs a timer: subscribe inside a running asyncio loop, or "
+            "pass scheduler= (an AsyncIOScheduler, or a TestScheduler in tests)"
+        ) from None
+    return AsyncIOScheduler(loop)
+
+
+def clock_of(scheduler: abc.SchedulerBase) -> Callable[[], float]:
+    """A cheap seconds clock that agrees with the scheduler's relative timers."""
+    if isinstance(scheduler, AsyncIOScheduler):
+        return scheduler._loop.time
+    clock = getattr(scheduler, "clock", None)
+    if isinstance(clock, int | float):  # virtual time (TestScheduler): read it live
+        return lambda: float(scheduler.clock)  # type: ignore[attr-defined]
+
+    def now() -> float:
+        value: datetime = scheduler.now
+        return value.timestamp()
+
+    return now
+
+
+def _check_seconds(name: str, seconds: float) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TypeError(f"{name}: seconds must be a number, not {seconds!r}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{name}: seconds must be finite and > 0, not {seconds!r}")
+    return float(seconds)
+
+
+def idle_timeout(
+    seconds: float, *, scheduler: abc.SchedulerBase | None = None
+) -> Callable[[Observable[_T]], Observable[_T]]:
+    """Fail when no item arrives for ``seconds`` (the model stopped producing output).
+
+    The timer starts at subscription and restarts at every item. SSE keep-alive comments never
+    become items, so a server that keeps the connection alive while the model is stuck still
+    times out here (the transport's read timeout, which any byte resets, would not).
+    On timeout the upstream subscription is disposed — a live request is cancelled and its
+    connection closed — and :class:`~rxchat.IdleTimeoutError` is sent to ``on_error``.
+
+    ::
+
+        source:   --a--b---------------c--|
+        idle(5):  --a--b-----X                 X = IdleTimeoutError, 5 after b
+
+    Args:
+        seconds: the longest gap allowed between items (and before the first one).
+        scheduler: timer scheduler; default: the subscribe scheduler, else the running loop.
+
+    Returns:
+        An operator ``Observable[T] -> Observable[T]`` passing items through unchanged.
+
+    Raises:
+        IdleTimeoutError: (``on_error``) ``chunks_received`` counts the items seen before.
+        TypeError, ValueError: ``seconds`` is not a finite number > 0.
+
+    >>> chunks.pipe(ops.idle_timeout(30))  # doctest: +SKIP
+    """
+    limit = _check_seconds("idle_timeout", seconds)
+
+    def make_error(count: int) -> APITimeoutError:
+        what = "before the first item" if count == 0 else f"after {count} items"
+        return IdleTimeoutError(f"no output for {limit:g} s ({what})", chunks_received=count)
+
+    return _timeout_operator(limit, scheduler, make_error, idle=True)
+
+
+def first_chunk_timeout(
+    seconds: float, *, scheduler: abc.SchedulerBase | None = None
+) -> Callable[[Observable[_T]], Observable[_T]]:
+    """Fail when the first item does not arrive within ``seconds`` of subscribing.
+
+    Use it for the model's time to first token, which can be much longer than the gaps
+    between tokens (combine with :func:`idle_timeout` for those). Keep-alive comments do not
+    count. On timeout the upstream is disposed (the request cancelled) and
+    :class:`~rxchat.FirstChunkTimeoutError` goes to ``on_error``; after the first item the
+    operator only passes items through.
+
+    ::
+
+        source:          ----------a--b--|
+        first_chunk(5):  -----X                 X = FirstChunkTimeoutError at 5
+
+    Args:
+        seconds: the longest wait for the first item.
+        scheduler: timer scheduler; default: the subscribe scheduler, else the running loop.
+
+    Returns:
+        An operator ``Observable[T] -> Observable[T]`` passing items through unchanged.
+
+    Raises:
+        FirstChunkTimeoutError: (``on_error``).
+        TypeError, ValueError: ``seconds`` is not a finite number > 0.
+
+    >>> chunks.pipe(ops.first_chunk_timeout(60), ops.idle_timeout(10))  # doctest: +SKIP
+    """
+    limit = _check_seconds("first_chunk_timeout", seconds)
+
+    def make_error(count: int) -> APITimeoutError:
+        return FirstChunkTimeoutError(f"no output within {limit:g} s of the request")
+
+    return _timeout_operator(limit, scheduler, make_error, idle=False)
+
+
+def _timeout_operator(
+    limit: float,
+    scheduler: abc.SchedulerBase | None,
+    make_error: Callable[[int], APITimeoutError],
+    *,
+    idle: bool,
+) -> Callable[[Observable[_T]], Observable[_T]]:
+    def operator(source: Observable[_T]) -> Observable[_T]:
+        def subscribe(
+            observer: abc.ObserverBase[_T], subscribe_scheduler: abc.SchedulerBase | None = None
+        ) -> abc.DisposableBase:
+            sched = time_scheduler(scheduler, subscribe_scheduler)
+            now = clock_of(sched)
+            lock = threading.RLock()
+            timer = SerialDisposable()
+            upstream = SingleAssignmentDisposable()
+            # One timer, re-armed lazily: an item only records its time; when the timer fires
+            # early it re-arms for the rest. No timer churn per item.
+            count = 0
+            last = now()
+            stopped = False
+
+            def fire(_: abc.SchedulerBase, __: Any = None) -> None:
+                nonlocal stopped
+                with lock:
+                    if stopped:
+                        return
+                    if idle and count:
+                        remaining = limit - (now() - last)
+                        if remaining > 1e-9:
+                            timer.disposable = sched.schedule_relative(remaining, fire)
+                            return
+                    stopped = True
+                upstream.dispose()
+                observer.on_error(make_error(count))
+
+            def on_next(value: _T) -> None:
+                nonlocal count, last
+                with lock:
+                    if stopped:
+                        return
+                    if idle:
+                        last = now()
+                    elif count == 0:
+                        timer.dispose()
+                    count += 1
+                observer.on_next(value)
+
+            def on_error(err: Exception) -> None:
+                nonlocal stopped
+                with lock:
+                    if stopped:
+                        return
+                    stopped = True
+                timer.dispose()
+                observer.on_error(err)
+
+            def on_completed() -> None:
+                nonlocal stopped
+                with lock:
+                    if stopped:
+                        return
+                    stopped = True
+                timer.dispose()
+                observer.on_completed()
+
+            timer.disposable = sched.schedule_relative(limit, fire)
+            upstream.disposable = source.subscribe(
+                on_next, on_error, on_completed, scheduler=subscribe_scheduler
+            )
+            return CompositeDisposable(upstream, timer)
+
+        return Observable(subscribe)
+
+    return operator
