@@ -17,9 +17,10 @@ from .errors import EventTooLargeError
 __all__ = ["SSEDecoder", "ServerSentEvent"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ServerSentEvent:
-    """One dispatched event.
+    """One dispatched event (treat it as immutable; not frozen because a frozen dataclass costs
+    four times as much to build, and one is built per chunk).
 
     Attributes:
         data: the data buffer, lines joined with ``"\\n"``.
@@ -133,20 +134,13 @@ class SSEDecoder:
                 self._line_size += len(text)
                 self._check_size()
             return []
-        lines = text.split("\n")
-        tail = lines.pop()
         if self._line_parts:
-            lines[0] = "".join(self._line_parts) + lines[0]
+            text = "".join(self._line_parts) + text
             self._line_parts.clear()
         self._line_size = 0
         events: list[ServerSentEvent] = []
         try:
-            for line in lines:
-                self._process_line(line, events)
-            if tail:
-                self._line_parts.append(tail)
-                self._line_size = len(tail)
-                self._check_size()
+            self._feed_lines(text, events)
         except EventTooLargeError as err:
             if not events:
                 raise
@@ -172,6 +166,52 @@ class SSEDecoder:
         self._event = ""
         self._retry = None
         return []
+
+    def _feed_lines(self, text: str, events: list[ServerSentEvent]) -> None:
+        """Process ``text``, which starts at a line start, keeping an unfinished last line."""
+        start = 0
+        if self._data or self._event or self._retry is not None:
+            # Finish the block in progress line by line, up to its blank line.
+            if text[0] == "\n":
+                end = 0
+            else:
+                end = text.find("\n\n")
+                if end < 0:
+                    self._general_lines(text, events)
+                    return
+                for line in text[:end].split("\n"):
+                    self._process_line(line, events)
+                end += 1
+            self._process_line("", events)
+            start = end + 1
+        # At a block boundary with empty buffers: a block that is one "data:" line (nearly every
+        # block an LLM server sends) is dispatched without the line-by-line machinery. The result
+        # is the same as _process_line would give.
+        blocks = (text[start:] if start else text).split("\n\n")
+        tail = blocks.pop()
+        limit = self._max
+        for block in blocks:
+            if block.startswith("data:") and "\n" not in block:
+                if limit is not None and len(block) + 1 > limit:
+                    raise EventTooLargeError(limit)
+                value = block[6:] if block.startswith(" ", 5) else block[5:]
+                events.append(ServerSentEvent(value, "message", self._last_id, None))
+            else:
+                for line in block.split("\n"):
+                    self._process_line(line, events)
+                self._process_line("", events)
+        if tail:
+            self._general_lines(tail, events)
+
+    def _general_lines(self, text: str, events: list[ServerSentEvent]) -> None:
+        lines = text.split("\n")
+        tail = lines.pop()
+        for line in lines:
+            self._process_line(line, events)
+        if tail:
+            self._line_parts.append(tail)
+            self._line_size = len(tail)
+            self._check_size()
 
     def _check_size(self) -> None:
         if self._max is not None and self._size + self._line_size > self._max:
