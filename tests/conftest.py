@@ -1,0 +1,30 @@
+"""Shared fixtures: the embedded mock server on a real loopback socket."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from rxchat.mock import MockServer
+
+
+@pytest.fixture
+async def mock_server() -> AsyncIterator[MockServer]:
+    """A mock server on a free 127.0.0.1 port; ``mock_server.url`` is the ``/v1`` base URL."""
+    async with MockServer() as server:
+        yield server
+
+
+@pytest.fixture
+async def no_leftover_tasks() -> AsyncIterator[None]:
+    """Fail the test if it leaves tasks running on the loop (connections, readers, timers)."""
+    before = asyncio.all_tasks()
+    yield
+    for _ in range(20):  # let cancellations that are already under way finish
+        left = asyncio.all_tasks() - before - {asyncio.current_task()}
+        if not left:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"tasks left running: {sorted(map(repr, left))}")
