@@ -1,0 +1,331 @@
+"""Typed stream events: what ``ops.accumulate()`` and :class:`ChatCompletionStreamState` emit.
+
+The names and fields are those of the OpenAI / Dedalus SDK stream helpers, so code written against
+``client.chat.completions.stream(...)`` keeps working; every event also carries ``choice_index``
+(the SDKs lose it when ``n > 1``), and reasoning deltas (``delta.reasoning_content``) surface as
+``reasoning.delta`` / ``reasoning.done``.
+
+=========================================  ============================================================
+``type``                                   fields
+=========================================  ============================================================
+``chunk``                                  ``chunk``, ``snapshot`` (the running completion)
+``content.delta``                          ``delta``, ``snapshot`` (content so far), ``parsed``
+``content.done``                           ``content``, ``parsed`` (validated model / JSON value)
+``refusal.delta`` / ``refusal.done``       ``delta``, ``snapshot`` / ``refusal``
+``reasoning.delta`` / ``reasoning.done``   ``delta``, ``snapshot`` / ``content``
+``tool_calls.function.arguments.delta``    ``name``, ``index``, ``arguments``, ``parsed_arguments``,
+                                           ``arguments_delta``
+``tool_calls.function.arguments.done``     ``name``, ``index``, ``arguments``, ``parsed_arguments``
+``logprobs.content.delta`` / ``.done``     ``content``, ``snapshot`` / ``content``
+``logprobs.refusal.delta`` / ``.done``     ``refusal``, ``snapshot`` / ``refusal``
+=========================================  ============================================================
+
+Events are built for every chunk, so the fields whose value grows with the answer (a delta
+event's ``snapshot`` string, the running ``parsed`` value, ``arguments``) are computed when they
+are first read, not when the event is built: reading them gives exactly the value at the time the
+event was emitted, and an event nobody reads costs O(1). ``ChunkEvent.snapshot`` is, as in the
+SDKs, the one live completion object of the stream, brought up to date when it is read.
+Serialising, comparing, copying or pickling an event computes its deferred fields first, so an
+event behaves like any pydantic model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, TypeVar, Union
+
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+
+from .types import ChatCompletionChunk, ChatCompletionTokenLogprob, ParsedChatCompletion
+
+__all__ = [
+    "ChatCompletionStreamEvent",
+    "ChunkEvent",
+    "ContentDeltaEvent",
+    "ContentDoneEvent",
+    "FunctionToolCallArgumentsDeltaEvent",
+    "FunctionToolCallArgumentsDoneEvent",
+    "LogprobsContentDeltaEvent",
+    "LogprobsContentDoneEvent",
+    "LogprobsRefusalDeltaEvent",
+    "LogprobsRefusalDoneEvent",
+    "ReasoningDeltaEvent",
+    "ReasoningDoneEvent",
+    "RefusalDeltaEvent",
+    "RefusalDoneEvent",
+]
+
+ContentT = TypeVar("ContentT")
+
+# A deferred field: (function, argument), evaluated as function(argument) on first read.
+_Deferred: TypeAlias = tuple[Callable[[Any], Any], Any]
+
+
+class _Event(BaseModel):
+    """Base of every event: deferred fields kept in a slot, resolved on first read."""
+
+    # Slots, not pydantic private attributes: they stay out of equality, copies and schemas.
+    __slots__ = ("_rx_lazy", "_rx_origin")
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+
+    def _rx_resolve(self) -> None:
+        lazy = _get_lazy(self)
+        if lazy is None:
+            return
+        _LAZY_SLOT.__set__(self, None)
+        values = self.__dict__
+        for name, (fn, arg) in lazy.items():
+            values[name] = fn(arg)
+        # keep the declared field order in dumps and reprs
+        order = type(self).__pydantic_fields__
+        _set_dict(self, {name: values[name] for name in order if name in values})
+
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            lazy = _get_lazy(self)
+            if lazy is not None and name in lazy:
+                self._rx_resolve()
+                return self.__dict__[name]
+            return super().__getattr__(name)
+
+    @model_serializer(mode="wrap")
+    def _rx_serialize(self, handler: SerializerFunctionWrapHandler) -> Any:
+        self._rx_resolve()
+        return handler(self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, _Event):
+            other._rx_resolve()
+        self._rx_resolve()
+        return super().__eq__(other)
+
+    def __repr_args__(self) -> Any:
+        self._rx_resolve()
+        return super().__repr_args__()
+
+    def __iter__(self) -> Any:
+        self._rx_resolve()
+        return super().__iter__()
+
+    def __copy__(self) -> Any:
+        self._rx_resolve()
+        return super().__copy__()
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
+        self._rx_resolve()
+        return super().__deepcopy__(memo)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        self._rx_resolve()
+        return super().__getstate__()
+
+
+_LAZY_SLOT = _Event.__dict__["_rx_lazy"]
+_ORIGIN_SLOT = _Event.__dict__["_rx_origin"]
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_new = object.__new__
+
+
+def _get_lazy(event: _Event) -> dict[str, _Deferred] | None:
+    try:
+        return _LAZY_SLOT.__get__(event)  # type: ignore[no-any-return]
+    except AttributeError:  # built by pydantic (validation / model_construct): nothing deferred
+        return None
+
+
+def _origin(event: object) -> Any:
+    """The ChatCompletionStreamState that produced a ``chunk`` event (None if unknown)."""
+    try:
+        return _ORIGIN_SLOT.__get__(event)
+    except (AttributeError, TypeError):
+        return None
+
+
+class ChunkEvent(_Event):
+    """Emitted first for every chunk; ``snapshot`` is the running completion (one live object)."""
+
+    type: Literal["chunk"] = "chunk"
+    chunk: ChatCompletionChunk
+    snapshot: ParsedChatCompletion[Any]
+    choice_index: int = 0
+    """Index of the chunk's first choice (0 for a chunk without choices)."""
+
+
+class ContentDeltaEvent(_Event):
+    """A piece of message content arrived."""
+
+    type: Literal["content.delta"] = "content.delta"
+    delta: str
+    snapshot: str
+    """All the content of this choice so far."""
+    parsed: object | None = None
+    """With a structured ``response_format``: the partial JSON value of the content so far."""
+    choice_index: int = 0
+
+
+class ContentDoneEvent(_Event, Generic[ContentT]):
+    """The content of a choice is complete (finish reason, or tool calls started)."""
+
+    type: Literal["content.done"] = "content.done"
+    content: str
+    parsed: ContentT | None = None
+    """With a structured ``response_format``: the validated model (or JSON value)."""
+    choice_index: int = 0
+
+
+class RefusalDeltaEvent(_Event):
+    """A piece of a refusal arrived."""
+
+    type: Literal["refusal.delta"] = "refusal.delta"
+    delta: str
+    snapshot: str
+    choice_index: int = 0
+
+
+class RefusalDoneEvent(_Event):
+    """The refusal of a choice is complete."""
+
+    type: Literal["refusal.done"] = "refusal.done"
+    refusal: str
+    choice_index: int = 0
+
+
+class ReasoningDeltaEvent(_Event):
+    """A piece of reasoning (``delta.reasoning_content``: llama.cpp, DeepSeek, vLLM) arrived."""
+
+    type: Literal["reasoning.delta"] = "reasoning.delta"
+    delta: str
+    snapshot: str
+    choice_index: int = 0
+
+
+class ReasoningDoneEvent(_Event):
+    """The reasoning of a choice is complete (output started, or the choice finished)."""
+
+    type: Literal["reasoning.done"] = "reasoning.done"
+    content: str
+    choice_index: int = 0
+
+
+class FunctionToolCallArgumentsDeltaEvent(_Event):
+    """A piece of a tool call's arguments arrived."""
+
+    type: Literal["tool_calls.function.arguments.delta"] = "tool_calls.function.arguments.delta"
+    name: str
+    index: int
+    arguments: str
+    """The arguments JSON text so far."""
+    parsed_arguments: object = None
+    """For pydantic / ``strict`` tools: the partial JSON value of the arguments so far."""
+    arguments_delta: str
+    choice_index: int = 0
+
+
+class FunctionToolCallArgumentsDoneEvent(_Event):
+    """A tool call is complete (the next call started, or the choice finished)."""
+
+    type: Literal["tool_calls.function.arguments.done"] = "tool_calls.function.arguments.done"
+    name: str
+    index: int
+    arguments: str
+    parsed_arguments: object = None
+    """For pydantic tools the validated model, for ``strict`` dict tools the JSON value."""
+    choice_index: int = 0
+
+
+class LogprobsContentDeltaEvent(_Event):
+    """Log probabilities of content tokens arrived."""
+
+    type: Literal["logprobs.content.delta"] = "logprobs.content.delta"
+    content: list[ChatCompletionTokenLogprob]
+    snapshot: list[ChatCompletionTokenLogprob]
+    choice_index: int = 0
+
+
+class LogprobsContentDoneEvent(_Event):
+    """All log probabilities of the content."""
+
+    type: Literal["logprobs.content.done"] = "logprobs.content.done"
+    content: list[ChatCompletionTokenLogprob]
+    choice_index: int = 0
+
+
+class LogprobsRefusalDeltaEvent(_Event):
+    """Log probabilities of refusal tokens arrived."""
+
+    type: Literal["logprobs.refusal.delta"] = "logprobs.refusal.delta"
+    refusal: list[ChatCompletionTokenLogprob]
+    snapshot: list[ChatCompletionTokenLogprob]
+    choice_index: int = 0
+
+
+class LogprobsRefusalDoneEvent(_Event):
+    """All log probabilities of the refusal."""
+
+    type: Literal["logprobs.refusal.done"] = "logprobs.refusal.done"
+    refusal: list[ChatCompletionTokenLogprob]
+    choice_index: int = 0
+
+
+ChatCompletionStreamEvent: TypeAlias = Annotated[
+    Union[  # noqa: UP007 - a discriminated union needs the explicit Union inside Annotated
+        ChunkEvent,
+        ContentDeltaEvent,
+        ContentDoneEvent[Any],
+        RefusalDeltaEvent,
+        RefusalDoneEvent,
+        ReasoningDeltaEvent,
+        ReasoningDoneEvent,
+        FunctionToolCallArgumentsDeltaEvent,
+        FunctionToolCallArgumentsDoneEvent,
+        LogprobsContentDeltaEvent,
+        LogprobsContentDoneEvent,
+        LogprobsRefusalDeltaEvent,
+        LogprobsRefusalDoneEvent,
+    ],
+    Field(discriminator="type"),
+]
+"""Any event of a chat-completion stream, discriminated by ``type``."""
+
+
+# -- fast construction (used by the stream state; no validation pass) -----------------------
+
+
+def _builder(cls: type[_Event]) -> Callable[..., Any]:
+    fields = set(cls.__pydantic_fields__)
+    type_value = cls.__pydantic_fields__["type"].default
+
+    def build(
+        values: dict[str, Any],
+        lazy: dict[str, _Deferred] | None = None,
+        origin: Any = None,
+    ) -> Any:
+        event = _new(cls)
+        _set_dict(event, {"type": type_value, **values})
+        _set_fields(event, fields.copy())
+        _set_extra(event, None)
+        _set_private(event, None)
+        _LAZY_SLOT.__set__(event, lazy)
+        _ORIGIN_SLOT.__set__(event, origin)
+        return event
+
+    return build
+
+
+_build_chunk = _builder(ChunkEvent)
+_build_content_delta = _builder(ContentDeltaEvent)
+_build_content_done = _builder(ContentDoneEvent)
+_build_refusal_delta = _builder(RefusalDeltaEvent)
+_build_refusal_done = _builder(RefusalDoneEvent)
+_build_reasoning_delta = _builder(ReasoningDeltaEvent)
+_build_reasoning_done = _builder(ReasoningDoneEvent)
+_build_tool_delta = _builder(FunctionToolCallArgumentsDeltaEvent)
+_build_tool_done = _builder(FunctionToolCallArgumentsDoneEvent)
+_build_logprobs_content_delta = _builder(LogprobsContentDeltaEvent)
+_build_logprobs_content_done = _builder(LogprobsContentDoneEvent)
+_build_logprobs_refusal_delta = _builder(LogprobsRefusalDeltaEvent)
+_build_logprobs_refusal_done = _builder(LogprobsRefusalDoneEvent)
