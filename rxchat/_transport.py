@@ -233,7 +233,7 @@ class HTTPTransport:
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(
                 f"base_url must be an absolute http(s) URL such as 'http://127.0.0.1:8000/v1', "
-                f"not {redact(str(url.with_user(None)), api_key)!r}"
+                f"not {redact(str(url.with_user(None) if url.is_absolute() else url), api_key)!r}"
             )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
@@ -571,6 +571,7 @@ class ChunkBatchStream:
     __slots__ = (
         "__weakref__",
         "_body",
+        "_deadline",
         "_decoder",
         "_extra_headers",
         "_first",
@@ -604,6 +605,7 @@ class ChunkBatchStream:
         self._state = _NEW
         self._first: bytes | None = None
         self._pending_error: BaseException | None = None
+        self._deadline: float | None = None
         self.response_headers: Mapping[str, str] | None = None
         self.status_code: int | None = None
         self.retries = 0
@@ -668,7 +670,7 @@ class ChunkBatchStream:
         path = self._path
         url = tr.url(path)
         payload = dumps_body(self._body)
-        deadline = _deadline(t)
+        deadline = self._deadline = _deadline(t)
         retry = 0
         while True:
             error: RxChatError
@@ -774,9 +776,15 @@ class ChunkBatchStream:
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             self._end(close=True)
             error, _ = self._transport._connection_error(
-                err, self._timeout, None, chunks=decoder.chunks_received
+                err, self._timeout, self._deadline, chunks=decoder.chunks_received
             )
             raise error from err
+        except RuntimeError as err:  # aiohttp: "Connection closed." (the client was closed)
+            self._end(close=True)
+            n = decoder.chunks_received
+            raise APIConnectionError(
+                f"the connection was closed after {n} chunks: {err}", chunks_received=n
+            ) from err
         except BaseException:
             # Cancellation, a decoder error, StopAsyncIteration: the connection goes now.
             self._end(close=True)
