@@ -1,0 +1,77 @@
+"""The sync and async clients accept the same parameters: compared automatically, not by eye."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import openai
+import pytest
+
+from rxchat._client import AsyncClient, AsyncCompletions, Client, Completions
+
+PAIRS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
+    ("chat.completions.create", Completions.create, AsyncCompletions.create),
+    ("chat.completions.stream", Completions.stream, AsyncCompletions.stream),
+    ("chat.completions.observe", Completions.observe, AsyncCompletions.observe),
+    ("stream", Client.stream, AsyncClient.stream),
+    ("send", Client.send, AsyncClient.send),
+    ("__init__", Client.__init__, AsyncClient.__init__),
+    ("with_options", Client.with_options, AsyncClient.with_options),
+]
+
+
+def _params(fn: Callable[..., Any]) -> list[tuple[str, Any, Any, Any]]:
+    sig = inspect.signature(fn)
+    return [(p.name, p.kind, p.default, p.annotation) for p in sig.parameters.values()]
+
+
+@pytest.mark.parametrize(("name", "sync", "async_"), PAIRS, ids=[p[0] for p in PAIRS])
+def test_sync_and_async_take_the_same_parameters(
+    name: str, sync: Callable[..., Any], async_: Callable[..., Any]
+) -> None:
+    assert _params(sync) == _params(async_), name
+
+
+@pytest.mark.parametrize(("name", "sync", "async_"), PAIRS, ids=[p[0] for p in PAIRS])
+def test_overloads_match(name: str, sync: Callable[..., Any], async_: Callable[..., Any]) -> None:
+    sync_overloads = [_params(f) for f in typing.get_overloads(sync)]
+    async_overloads = [_params(f) for f in typing.get_overloads(async_)]
+    assert sync_overloads == async_overloads, name
+
+
+def test_async_methods_are_coroutines_where_they_do_io() -> None:
+    assert inspect.iscoroutinefunction(AsyncCompletions.create)
+    assert inspect.iscoroutinefunction(AsyncClient.send)
+    # Managers, lazy streams and Observables are returned without awaiting.
+    for fn in (AsyncCompletions.stream, AsyncCompletions.observe, AsyncClient.stream):
+        assert not inspect.iscoroutinefunction(fn)
+    for fn in (Completions.create, Completions.stream, Client.stream, Client.send):
+        assert not inspect.iscoroutinefunction(fn)
+
+
+def test_create_stream_and_observe_share_the_request_parameters() -> None:
+    create = [p for p in _params(AsyncCompletions.create) if p[0] not in ("self", "stream")]
+    stream = [p for p in _params(AsyncCompletions.stream) if p[0] != "self"]
+    observe = [p for p in _params(AsyncCompletions.observe) if p[0] != "self"]
+    names = [p[0] for p in create]
+    assert names == [p[0] for p in stream] == [p[0] for p in observe]
+
+
+def test_every_openai_create_parameter_is_accepted() -> None:
+    # Code written for the OpenAI SDK passes these by keyword; explicit ones keep their names,
+    # the others are taken by **params and sent in the body.
+    ours = inspect.signature(Completions.create).parameters
+    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in ours.values())
+    theirs = inspect.signature(openai.resources.chat.completions.Completions.create).parameters
+    for name in theirs:
+        if name in ours and name != "self":
+            assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+    common = {"model", "messages", "stream", "temperature", "tools", "tool_choice",
+              "response_format", "max_tokens", "max_completion_tokens", "n", "seed", "stop",
+              "stream_options", "logprobs", "top_logprobs", "timeout", "extra_headers",
+              "extra_body"}  # fmt: skip
+    assert common <= set(ours)
+    assert common <= set(theirs)
