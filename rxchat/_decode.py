@@ -8,7 +8,7 @@ text, and a body that ends with neither a finish reason nor ``[DONE]`` is incomp
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from pydantic import ValidationError
@@ -123,35 +123,40 @@ class ChunkDecoder:
         if raw == "[DONE]":
             self.done = True
             return None
+        if event.event != "error":
+            # The happy path parses once, in Rust, straight into the models; anything that fails
+            # is parsed again with orjson only to say precisely what was wrong with it.
+            try:
+                chunk = ChatCompletionChunk.model_validate_json(raw)
+            except ValidationError as err:
+                self._reject(raw, err, event)
+            if not self.finished:
+                for choice in chunk.choices:
+                    if choice.finish_reason is not None:
+                        self.finished = True
+                        break
+            return chunk
+        self._reject(raw, None, event)
+
+    @staticmethod
+    def _reject(raw: str, err: ValidationError | None, event: ServerSentEvent) -> NoReturn:
         try:
             body = orjson.loads(raw)
-        except orjson.JSONDecodeError as err:
+        except orjson.JSONDecodeError as json_err:
             if event.event == "error":
                 raise StreamAPIError(f"the server sent an error event: {_preview(raw)}") from None
             raise InvalidChunkError(
-                f"a data payload is not valid JSON ({err}): {_preview(raw)}", raw=raw
+                f"a data payload is not valid JSON ({json_err}): {_preview(raw)}", raw=raw
             ) from None
-        if event.event == "error" or (
-            isinstance(body, dict) and "error" in body and "choices" not in body
-        ):
+        if event.event == "error" or (isinstance(body, dict) and "error" in body):
             raise StreamAPIError(_error_message(body), body=body)
         if type(body) is not dict:
-            raise InvalidChunkError(
-                f"a data payload is not a JSON object: {_preview(raw)}", raw=raw
-            )
-        try:
-            chunk = ChatCompletionChunk.from_wire(body)
-        except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()[:3]
-            )
-            raise InvalidChunkError(
-                f"a data payload is not a chat-completion chunk ({problems}): {_preview(raw)}",
-                raw=raw,
-            ) from None
-        if not self.finished:
-            for choice in chunk.choices:
-                if choice.finish_reason is not None:
-                    self.finished = True
-                    break
-        return chunk
+            raise InvalidChunkError(f"a data payload is not a JSON object: {_preview(raw)}", raw=raw)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in (err.errors()[:3] if err is not None else [])
+        )
+        raise InvalidChunkError(
+            f"a data payload is not a chat-completion chunk ({problems}): {_preview(raw)}",
+            raw=raw,
+        )
