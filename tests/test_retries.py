@@ -140,15 +140,14 @@ class Answer(BaseModel):
 
 
 async def test_error_after_first_chunk_is_not_retried_and_keeps_partial(server: MockServer) -> None:
-    async with AsyncClient(base_url=server.url) as client:
-        async with client.chat.completions.stream(
-            model="m?tokens=20&error_after=4", messages=user("x")
-        ) as stream:
-            deltas: list[str] = []
-            with pytest.raises(StreamAPIError) as info:
-                async for event in stream:
-                    if event.type == "content.delta":
-                        deltas.append(event.delta)
+    async with AsyncClient(base_url=server.url) as client, client.chat.completions.stream(
+        model="m?tokens=20&error_after=4", messages=user("x")
+    ) as stream:
+        deltas: list[str] = []
+        with pytest.raises(StreamAPIError) as info:
+            async for event in stream:
+                if event.type == "content.delta":
+                    deltas.append(event.delta)
     assert _chat_requests(server) == 1
     err = info.value
     assert err.completion is not None
@@ -159,12 +158,11 @@ async def test_error_after_first_chunk_is_not_retried_and_keeps_partial(server: 
 
 
 async def test_connection_drop_after_chunks_is_not_retried(server: MockServer) -> None:
-    async with AsyncClient(base_url=server.url) as client:
-        async with client.chat.completions.stream(
-            model="m?tokens=20&drop_after=3", messages=user("x"), response_format=Answer
-        ) as stream:
-            with pytest.raises(APIConnectionError) as info:
-                await stream.until_done()
+    async with AsyncClient(base_url=server.url) as client, client.chat.completions.stream(
+        model="m?tokens=20&drop_after=3", messages=user("x"), response_format=Answer
+    ) as stream:
+        with pytest.raises(APIConnectionError) as info:
+            await stream.until_done()
     assert _chat_requests(server) == 1
     assert info.value.completion is not None
     assert info.value.chunks_received == 3
