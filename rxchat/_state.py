@@ -83,9 +83,15 @@ class _Text:
         if n == njoined:
             return self.joined
         if n > njoined:
-            self.joined = self.joined + "".join(self.parts[njoined:n])
+            parts = self.parts
+            text = self.joined
+            # Drop our reference first: when nobody else holds the old string, CPython
+            # appends in place (amortised O(delta)) instead of copying the whole text.
+            self.joined = ""
+            text += parts[njoined] if n - njoined == 1 else "".join(parts[njoined:n])
+            self.joined = text
             self.njoined = n
-            return self.joined
+            return text
         return "".join(self.parts[:n])
 
     def value(self) -> str:
@@ -845,13 +851,17 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         message = choice.message
         values = message.__dict__
         fields_set = message.__pydantic_fields_set__
+        # each text field is cleared before it is re-read, so the text can grow in place
         if choice.content is not None:
+            values["content"] = None
             values["content"] = choice.content.value()
             fields_set.add("content")
         if choice.refusal is not None:
+            values["refusal"] = None
             values["refusal"] = choice.refusal.value()
             fields_set.add("refusal")
         if choice.reasoning is not None:
+            values["reasoning_content"] = None
             values["reasoning_content"] = choice.reasoning.value()
             fields_set.add("reasoning_content")
         if choice.function_args is not None:
@@ -888,6 +898,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         model.type = cast(Any, call.type or "function")
         function = model.function
         function.name = call.name or ""
+        function.__dict__["arguments"] = ""
         function.arguments = call.arguments()
         if call.done:
             function.parsed_arguments = call.parsed_done
@@ -899,6 +910,11 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 parsed = incremental.current()
             function.parsed_arguments = parsed
 
+    def _completed_tool_call(self, choice_index: int, index: int) -> ParsedFunctionToolCall:
+        """A copy of a completed tool call (for ``ops.tool_calls()``)."""
+        call = self._choices[choice_index].tools[index]
+        return _tool_call_model(call, self._parse_arguments(call))
+
     def _final_choice(self, choice: _Choice) -> ParsedChoice[Any]:
         message = choice.message
         fields = dict(message.__dict__)
@@ -909,19 +925,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         if choice.tool_list is not None:
             tool_calls = []
             for call in choice.tools.values():
-                parsed = self._parse_arguments(call)
-                tool_calls.append(
-                    ParsedFunctionToolCall.model_construct(
-                        id=call.id or "",
-                        type=cast(Any, call.type or "function"),
-                        function=ParsedFunction.model_construct(
-                            name=call.name or "",
-                            arguments=call.arguments(),
-                            parsed_arguments=parsed,
-                        ),
-                        index=call.index,
-                    )
-                )
+                tool_calls.append(_tool_call_model(call, self._parse_arguments(call)))
         fields["tool_calls"] = tool_calls
         new_message: ParsedChatCompletionMessage[Any] = ParsedChatCompletionMessage.model_construct(
             _fields_set=set(message.model_fields_set) | {"parsed", "tool_calls"},
@@ -943,6 +947,17 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
             **choice_fields,
             **(model.__pydantic_extra__ or {}),
         )
+
+
+def _tool_call_model(call: _ToolCall, parsed: Any) -> ParsedFunctionToolCall:
+    return ParsedFunctionToolCall.model_construct(
+        id=call.id or "",
+        type=cast(Any, call.type or "function"),
+        function=ParsedFunction.model_construct(
+            name=call.name or "", arguments=call.arguments(), parsed_arguments=parsed
+        ),
+        index=call.index,
+    )
 
 
 def _sync_snapshot(state: ChatCompletionStreamState[Any]) -> ParsedChatCompletion[Any]:
@@ -1011,7 +1026,7 @@ def _initial_completion(chunk: ChatCompletionChunk) -> ParsedChatCompletion[Any]
 
 def _coerce_chunk(chunk: Any) -> ChatCompletionChunk:
     if isinstance(chunk, Mapping):
-        return ChatCompletionChunk.from_wire(dict(chunk))
+        return ChatCompletionChunk.model_validate(chunk)  # not from_wire: it takes the dict over
     if isinstance(chunk, BaseModel):
         return ChatCompletionChunk.from_wire(chunk.model_dump(mode="json", exclude_unset=True))
     raise TypeError(
