@@ -70,17 +70,22 @@ class PartialJSONError(ValueError):
         self.position = position
 
 
-# Parser states.
+# Parser states. A token cut by the end of a delta (a short string or key without escapes,
+# a number, a literal) is kept as raw text in `_carry` and scanned again, whole, with the
+# next delta; the state stays the one where the token started. Long strings, strings with
+# escapes and long numbers are instead streamed through the _STRING / _NUMBER states, so
+# that no text is ever scanned more than _CARRY_MAX times.
 _VALUE: Final = 0  # expecting a value (top level, after ':' or after ',' in an array)
 _ARRAY_FIRST: Final = 1  # just after '[': a value or ']'
-_AFTER: Final = 2  # after a member value: ',' or the closing bracket
-_KEY_FIRST: Final = 3  # just after '{': a key or '}'
-_KEY: Final = 4  # after ',' in an object: a key
+_KEY_FIRST: Final = 2  # just after '{': a key or '}'
+_KEY: Final = 3  # after ',' in an object: a key
+_AFTER: Final = 4  # after a member value: ',' or the closing bracket
 _COLON: Final = 5  # after a key: ':'
-_STRING: Final = 6  # inside a string (key or value)
-_NUMBER: Final = 7  # inside a number
-_LITERAL: Final = 8  # inside true / false / null
-_DONE: Final = 9  # the top-level value is complete: only whitespace may follow
+_STRING: Final = 6  # inside a streamed string (key or value)
+_NUMBER: Final = 7  # inside a streamed number
+_DONE: Final = 8  # the top-level value is complete: only whitespace may follow
+
+_CARRY_MAX: Final = 256
 
 # Number phases (inside _NUMBER). Terminal phases are complete numbers.
 _N_MINUS: Final = 0  # "-"
@@ -97,6 +102,7 @@ _MISSING: Final[Any] = object()
 
 _WS: Final = " \t\n\r"
 _DIGITS: Final = "0123456789"
+_NUMBER_START: Final = "-0123456789"
 _NUMBER_CHARS: Final = "0123456789.eE+-"
 _HEX: Final = "0123456789abcdefABCDEF"
 _ESCAPES: Final = {
@@ -119,16 +125,25 @@ _LITERALS: Final[dict[str, tuple[str, Any]]] = {
 _AlwaysMatch = Callable[[str, int], "re.Match[str]"]
 _skip_ws: Final = cast(_AlwaysMatch, re.compile(r"[ \t\n\r]*").match)
 _digit_run: Final = cast(_AlwaysMatch, re.compile(r"[0-9]*").match)
+_number_run: Final = cast(_AlwaysMatch, re.compile(r"[0-9.eE+\-]*").match)
 # A run of string characters that need no decoding.
 _str_run: Final = cast(_AlwaysMatch, re.compile(r'[^"\\\x00-\x1f\ud800-\udfff]*').match)
 # A whole string without escapes, closing quote included.
 _simple_str: Final = re.compile(r'"([^"\\\x00-\x1f\ud800-\udfff]*)"').match
+# Optional whitespace, a whole key without escapes, optional whitespace, the colon.
+_key_colon: Final = re.compile(r'[ \t\n\r]*"([^"\\\x00-\x1f\ud800-\udfff]*)"[ \t\n\r]*:').match
+# Optional whitespace and a separator or closing bracket.
+_separator: Final = re.compile(r"[ \t\n\r]*[,\]}]").match
 # A whole number; groups 1/2 (fraction/exponent) make it a float.
 _full_number: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?").match
+# Text that can still grow into a number ("-", "1.", "1e+", ...).
+_viable_number: Final = re.compile(
+    r"-?(?:(?:0|[1-9][0-9]*)(?:\.[0-9]*|(?:\.[0-9]+)?[eE][+-]?[0-9]*)?)?"
+).fullmatch
 
 
-def _describe(c: str) -> str:
-    return repr(c)
+def _number(tok: str, m: re.Match[str]) -> Any:
+    return float(tok) if m.lastindex else int(tok)
 
 
 class PartialJSONParser:
@@ -161,9 +176,6 @@ class PartialJSONParser:
         "_finished",
         "_hi",
         "_keys",
-        "_lit",
-        "_lit_pos",
-        "_lit_value",
         "_max_depth",
         "_nparts",
         "_nphase",
@@ -187,17 +199,14 @@ class PartialJSONParser:
         self._stack: list[Any] = []  # open containers, outermost first
         self._keys: list[Any] = []  # per open container: the key of the member being parsed
         self._root: Any = _MISSING  # the completed top-level value
-        self._carry = ""  # an escape sequence cut short at the end of the last delta
+        self._carry = ""  # raw text of a token cut by the end of the last delta
         self._chunks: list[str] = []  # every delta, for error reports and `text`
         self._fed = 0  # characters fed so far
-        self._sparts: list[str] = []  # decoded pieces of the string being parsed
-        self._str_key = False  # the string being parsed is an object key
+        self._sparts: list[str] = []  # decoded pieces of the streamed string
+        self._str_key = False  # the streamed string is an object key
         self._hi = 0  # a high surrogate waiting for its low half (0: none)
-        self._nparts: list[str] = []  # text pieces of the number being parsed
+        self._nparts: list[str] = []  # text pieces of the streamed number
         self._nphase = _N_MINUS
-        self._lit = ""  # the literal being parsed ("true" / "false" / "null")
-        self._lit_pos = 0  # how many of its characters were seen
-        self._lit_value: Any = None
         self._version = 0  # bumped whenever the value may have changed
         self._snap: Any = None
         self._snap_version = 0  # version of the cached snapshot (0: none yet; value None)
@@ -259,7 +268,186 @@ class PartialJSONParser:
             base = self._fed
         self._fed += len(text)
         try:
-            self._run(s, base)
+            n = len(s)
+            i = 0
+            state = self._state
+            stack = self._stack
+            keys = self._keys
+            changed = False  # the value may have changed (bump the version once, at the end)
+            while i < n:
+                if state == _AFTER:
+                    m = _separator(s, i)
+                    if m is None:
+                        i = _skip_ws(s, i).end()
+                        if i < n:
+                            if type(stack[-1]) is list:
+                                raise self._fail(
+                                    "expected ',' or ']' after an array element", base + i
+                                )
+                            raise self._fail("expected ',' or '}' after an object member", base + i)
+                        break
+                    i = m.end()
+                    c = s[i - 1]
+                    top = stack[-1]
+                    if c == ",":
+                        if type(top) is list:
+                            state = _VALUE
+                            continue
+                        m = _key_colon(s, i)
+                        if m is not None:
+                            keys[-1] = m.group(1)
+                            i = m.end()
+                            state = _VALUE
+                        else:
+                            state = _KEY
+                        continue
+                    if (c == "]") is not (type(top) is list):
+                        if c == "]":
+                            raise self._fail(
+                                "expected ',' or '}' after an object member", base + i - 1
+                            )
+                        raise self._fail("expected ',' or ']' after an array element", base + i - 1)
+                    # close the container: the value does not change
+                    keys.pop()
+                    stack.pop()
+                    if stack:
+                        parent = stack[-1]
+                        if type(parent) is list:
+                            parent.append(top)
+                        else:
+                            parent[keys[-1]] = top
+                    else:
+                        self._root = top
+                        state = _DONE
+                    continue
+                if state <= _ARRAY_FIRST:  # a value is expected
+                    c = s[i]
+                    if c == '"':
+                        m = _simple_str(s, i)
+                        if m is not None:
+                            v: Any = m.group(1)
+                            i = m.end()
+                        else:
+                            self._state = state
+                            i = self._string_start(s, i, base, False)
+                            state = self._state
+                            continue
+                    elif c in _WS:
+                        i = _skip_ws(s, i).end()
+                        continue
+                    elif c in _NUMBER_START:
+                        m = _full_number(s, i)
+                        if m is not None and (j := m.end()) < n and s[j] not in _NUMBER_CHARS:
+                            tok = m.group()
+                            if m.lastindex:
+                                v = float(tok)
+                            else:
+                                try:
+                                    v = int(tok)
+                                except ValueError:
+                                    raise self._fail("number out of range", base + i) from None
+                            i = j
+                        else:
+                            self._state = state
+                            i = self._number_start(s, i, base)
+                            state = self._state
+                            changed = True
+                            continue
+                    elif c == "{":
+                        self._open({}, base + i)
+                        i += 1
+                        m = _key_colon(s, i)
+                        if m is not None:
+                            keys[-1] = m.group(1)
+                            i = m.end()
+                            state = _VALUE
+                        else:
+                            state = _KEY_FIRST
+                        continue
+                    elif c == "[":
+                        self._open([], base + i)
+                        i += 1
+                        state = _ARRAY_FIRST
+                        continue
+                    elif c in "tfn":
+                        word, v = _LITERALS[c]
+                        if s.startswith(word, i):
+                            i += len(word)
+                        elif n - i < len(word) and word.startswith(s[i:]):
+                            self._carry = s[i:]
+                            break
+                        else:
+                            k = i + 1
+                            while s[k] == word[k - i]:
+                                k += 1
+                            raise self._fail(f"invalid literal (expected {word!r})", base + k)
+                    elif c == "]" and state == _ARRAY_FIRST:
+                        i += 1
+                        state = self._close()
+                        continue
+                    else:
+                        raise self._fail("expected a JSON value", base + i)
+                    # a complete scalar `v`: store it in its parent
+                    changed = True
+                    if stack:
+                        top = stack[-1]
+                        if type(top) is list:
+                            top.append(v)
+                        else:
+                            top[keys[-1]] = v
+                        state = _AFTER
+                    else:
+                        self._root = v
+                        state = _DONE
+                    continue
+                if state <= _KEY:  # a key is expected
+                    m = _key_colon(s, i)
+                    if m is not None:
+                        keys[-1] = m.group(1)
+                        i = m.end()
+                        state = _VALUE
+                        continue
+                    i = _skip_ws(s, i).end()
+                    if i == n:
+                        break
+                    c = s[i]
+                    if c == '"':
+                        self._state = state
+                        i = self._string_start(s, i, base, True)
+                        state = self._state
+                        continue
+                    if c == "}" and state == _KEY_FIRST:
+                        i += 1
+                        state = self._close()
+                        continue
+                    raise self._fail("expected a string object key", base + i)
+                if state == _COLON:
+                    i = _skip_ws(s, i).end()
+                    if i == n:
+                        break
+                    if s[i] == ":":
+                        i += 1
+                        state = _VALUE
+                        continue
+                    raise self._fail("expected ':' after an object key", base + i)
+                if state == _STRING:
+                    self._state = state
+                    i = self._scan_string(s, i, base)
+                    state = self._state
+                    continue
+                if state == _NUMBER:
+                    self._state = state
+                    i = self._scan_number(s, i, base, False)
+                    state = self._state
+                    changed = True
+                    continue
+                # _DONE
+                i = _skip_ws(s, i).end()
+                if i < n:
+                    raise self._fail("unexpected data after the end of the JSON value", base + i)
+            self._state = state
+            if changed:
+                self._version += 1
         except PartialJSONError as err:
             self._error = err
             raise
@@ -284,8 +472,18 @@ class PartialJSONParser:
         """
         if self._error is not None:
             raise self._error
-        if self._state == _NUMBER and not self._stack and _TERMINAL[self._nphase]:
-            self._end_number(self._fed)
+        if not self._finished and not self._stack:
+            state = self._state
+            carry = self._carry
+            if state == _VALUE and carry and carry[0] in _NUMBER_START:
+                # A top-level number is only known to be complete at the end of input.
+                m = _full_number(carry)
+                if m is not None and m.end() == len(carry):
+                    self._carry = ""
+                    self._root = _number(carry, m)
+                    self._state = _DONE
+            elif state == _NUMBER and _TERMINAL[self._nphase]:
+                self._end_number(self._fed)
         self._finished = True
         if self._state != _DONE:
             err = self._incomplete()
@@ -299,10 +497,7 @@ class PartialJSONParser:
         text = self.text
         line = text.count("\n", 0, pos) + 1
         column = pos - (text.rfind("\n", 0, pos) + 1) + 1
-        if pos < len(text):
-            found = f"found {_describe(text[pos])}"
-        else:
-            found = "found end of input"
+        found = f"found {text[pos]!r}" if pos < len(text) else "found end of input"
         return PartialJSONError(
             f"invalid JSON at position {pos} (line {line}, column {column}): {message}, {found}",
             text=text,
@@ -311,12 +506,17 @@ class PartialJSONParser:
 
     def _incomplete(self) -> PartialJSONError:
         state = self._state
+        carry = self._carry
         if state == _STRING:
             where = "inside an object key" if self._str_key else "inside a string"
         elif state == _NUMBER:
             where = "inside a number"
-        elif state == _LITERAL:
-            where = f"inside {self._lit!r}"
+        elif carry[:1] == '"':
+            where = "inside a string" if state <= _ARRAY_FIRST else "inside an object key"
+        elif carry[:1] in _NUMBER_START and carry:
+            where = "inside a number"
+        elif carry:
+            where = f"inside a literal ({carry!r})"
         elif self._stack:
             kind = "an array" if type(self._stack[-1]) is list else "an object"
             where = f"inside {kind}"
@@ -335,9 +535,23 @@ class PartialJSONParser:
         if state == _DONE:
             return self._root
         cur: Any = _MISSING
-        if state == _NUMBER:
+        carry = self._carry
+        if state <= _ARRAY_FIRST:
+            if carry:  # a value cut short by the end of the last delta
+                c = carry[0]
+                if c == '"':
+                    if self._partial_strings:
+                        cur = carry[1:]
+                elif c in _NUMBER_START:
+                    m = _full_number(carry)
+                    if m is not None and m.end() == len(carry):
+                        cur = _number(carry, m)
+        elif state == _NUMBER:
             if _TERMINAL[self._nphase]:
-                cur = self._number_value()
+                parts = self._nparts
+                if len(parts) > 1:
+                    parts[:] = ["".join(parts)]
+                cur = int(parts[0]) if self._nphase <= _N_INT else float(parts[0])
         elif state == _STRING:
             if self._partial_strings and not self._str_key:
                 parts = self._sparts
@@ -347,23 +561,15 @@ class PartialJSONParser:
         stack = self._stack
         keys = self._keys
         for d in range(len(stack) - 1, -1, -1):
-            cp = stack[d].copy()
-            if cur is not _MISSING:
-                if type(cp) is list:
-                    cp.append(cur)
-                else:
-                    cp[keys[d]] = cur
-            cur = cp
+            c = stack[d]
+            if type(c) is list:
+                cur = c.copy() if cur is _MISSING else [*c, cur]
+            else:
+                c = c.copy()
+                if cur is not _MISSING:
+                    c[keys[d]] = cur
+                cur = c
         return None if cur is _MISSING else cur
-
-    def _number_value(self) -> Any:
-        parts = self._nparts
-        if len(parts) > 1:
-            parts[:] = ["".join(parts)]
-        tok = parts[0]
-        if self._nphase <= _N_INT:
-            return int(tok)
-        return float(tok)
 
     def _attach(self, v: Any) -> int:
         """Store a completed value in its parent; return the next state."""
@@ -379,8 +585,60 @@ class PartialJSONParser:
         self._root = v
         return _DONE
 
-    def _end_number(self, pos: int) -> int:
-        """The number being parsed ended before absolute position ``pos``."""
+    def _close(self) -> int:
+        # Closing does not change the value: the container was already part of it.
+        self._keys.pop()
+        v = self._stack.pop()
+        stack = self._stack
+        if stack:
+            top = stack[-1]
+            if type(top) is list:
+                top.append(v)
+            else:
+                top[self._keys[-1]] = v
+            return _AFTER
+        self._root = v
+        return _DONE
+
+    def _open(self, container: Any, pos: int) -> None:
+        if len(self._stack) >= self._max_depth:
+            raise self._fail(f"nesting deeper than max_depth={self._max_depth}", pos)
+        self._version += 1
+        self._stack.append(container)
+        self._keys.append(None)
+
+    def _string_start(self, s: str, i: int, base: int, key: bool) -> int:
+        """A string starts at ``s[i]`` but does not end in this delta without escapes."""
+        n = len(s)
+        j = _str_run(s, i + 1).end()
+        if self._partial_strings and not key:
+            self._version += 1  # the partial text is part of the value
+        if j == n and n - i <= _CARRY_MAX:
+            self._carry = s[i:]  # scanned again, whole, with the next delta
+            return n
+        self._sparts = [s[i + 1 : j]] if j > i + 1 else []
+        self._str_key = key
+        self._hi = 0
+        self._state = _STRING
+        return self._scan_string(s, j, base)
+
+    def _number_start(self, s: str, i: int, base: int) -> int:
+        """A number starts at ``s[i]`` and is cut by the end of the delta or is invalid."""
+        n = len(s)
+        if (
+            _number_run(s, i).end() == n
+            and n - i <= _CARRY_MAX
+            and _viable_number(s, i) is not None
+        ):
+            self._carry = s[i:]  # scanned again, whole, with the next delta
+            return n
+        # Stream it: long numbers, or find the exact position of an error.
+        self._state = _NUMBER
+        self._nparts = []
+        return self._scan_number(s, i, base, True)
+
+    def _end_number(self, pos: int) -> None:
+        """The streamed number ended before absolute position ``pos``."""
         parts = self._nparts
         tok = "".join(parts)
         if self._nphase <= _N_INT:
@@ -391,180 +649,7 @@ class PartialJSONParser:
         else:
             v = float(tok)
         parts.clear()
-        self._state = state = self._attach(v)
-        return state
-
-    def _run(self, s: str, base: int) -> None:
-        n = len(s)
-        i = 0
-        state = self._state
-        stack = self._stack
-        keys = self._keys
-        while i < n:
-            c = s[i]
-            if state <= _ARRAY_FIRST:  # a value is expected
-                if c in _WS:
-                    i = _skip_ws(s, i).end()
-                    continue
-                if c == '"':
-                    m = _simple_str(s, i)
-                    if m is not None:
-                        i = m.end()
-                        state = self._attach(m.group(1))
-                        continue
-                    self._state = _STRING
-                    self._str_key = False
-                    self._sparts = []
-                    if self._partial_strings:
-                        self._version += 1  # "" is usable right away
-                    i = self._scan_string(s, i + 1, base)
-                    state = self._state
-                    continue
-                if c == "{" or c == "[":
-                    if len(stack) >= self._max_depth:
-                        raise self._fail(
-                            f"nesting deeper than max_depth={self._max_depth}", base + i
-                        )
-                    self._version += 1
-                    if c == "{":
-                        stack.append({})
-                        keys.append(None)
-                        state = _KEY_FIRST
-                    else:
-                        stack.append([])
-                        keys.append(None)
-                        state = _ARRAY_FIRST
-                    i += 1
-                    continue
-                if c in "-0123456789":
-                    m = _full_number(s, i)
-                    if m is not None:
-                        j = m.end()
-                        if j < n and s[j] not in _NUMBER_CHARS:
-                            tok = m.group()
-                            if m.lastindex:
-                                v: Any = float(tok)
-                            else:
-                                try:
-                                    v = int(tok)
-                                except ValueError:
-                                    raise self._fail("number out of range", base + i) from None
-                            i = j
-                            state = self._attach(v)
-                            continue
-                    self._state = _NUMBER
-                    self._nphase = _N_MINUS
-                    self._nparts = []
-                    i = self._scan_number(s, i, base, True)
-                    state = self._state
-                    continue
-                lit = _LITERALS.get(c)
-                if lit is not None:
-                    word, v = lit
-                    if s.startswith(word, i):
-                        i += len(word)
-                        state = self._attach(v)
-                        continue
-                    self._state = _LITERAL
-                    self._lit = word
-                    self._lit_value = v
-                    self._lit_pos = 0
-                    i = self._scan_literal(s, i, base)
-                    state = self._state
-                    continue
-                if c == "]" and state == _ARRAY_FIRST:
-                    i += 1
-                    state = self._close()
-                    continue
-                raise self._fail("expected a JSON value", base + i)
-            if state == _AFTER:
-                if c in _WS:
-                    i = _skip_ws(s, i).end()
-                    continue
-                top = stack[-1]
-                if type(top) is list:
-                    if c == ",":
-                        state = _VALUE
-                    elif c == "]":
-                        state = self._close()
-                    else:
-                        raise self._fail("expected ',' or ']' after an array element", base + i)
-                elif c == ",":
-                    state = _KEY
-                elif c == "}":
-                    state = self._close()
-                else:
-                    raise self._fail("expected ',' or '}' after an object member", base + i)
-                i += 1
-                continue
-            if state in (_KEY_FIRST, _KEY):
-                if c in _WS:
-                    i = _skip_ws(s, i).end()
-                    continue
-                if c == '"':
-                    m = _simple_str(s, i)
-                    if m is not None:
-                        keys[-1] = m.group(1)
-                        i = m.end()
-                        state = _COLON
-                        continue
-                    self._state = _STRING
-                    self._str_key = True
-                    self._sparts = []
-                    i = self._scan_string(s, i + 1, base)
-                    state = self._state
-                    continue
-                if c == "}" and state == _KEY_FIRST:
-                    i += 1
-                    state = self._close()
-                    continue
-                raise self._fail("expected a string object key", base + i)
-            if state == _COLON:
-                if c in _WS:
-                    i = _skip_ws(s, i).end()
-                    continue
-                if c == ":":
-                    i += 1
-                    state = _VALUE
-                    continue
-                raise self._fail("expected ':' after an object key", base + i)
-            if state == _STRING:
-                i = self._scan_string(s, i, base)
-                state = self._state
-                continue
-            if state == _NUMBER:
-                i = self._scan_number(s, i, base, False)
-                state = self._state
-                continue
-            if state == _LITERAL:
-                i = self._scan_literal(s, i, base)
-                state = self._state
-                continue
-            # _DONE
-            if c in _WS:
-                i = _skip_ws(s, i).end()
-                continue
-            raise self._fail("unexpected data after the end of the JSON value", base + i)
-        self._state = state
-
-    def _close(self) -> int:
-        self._keys.pop()
-        return self._attach(self._stack.pop())
-
-    def _scan_literal(self, s: str, i: int, base: int) -> int:
-        word = self._lit
-        k = self._lit_pos
-        n = len(s)
-        while k < len(word):
-            if i >= n:
-                self._lit_pos = k
-                return i
-            if s[i] != word[k]:
-                raise self._fail(f"invalid literal (expected {word!r})", base + i)
-            i += 1
-            k += 1
-        self._state = self._attach(self._lit_value)
-        return i
+        self._state = self._attach(v)
 
     def _scan_number(self, s: str, i: int, base: int, first: bool) -> int:
         """Resume scanning a number at ``s[i]``; returns where the scan stopped."""
