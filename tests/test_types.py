@@ -562,19 +562,19 @@ def corrupted_chunk_dicts(draw: st.DrawFn) -> dict[str, Any]:
     return payload
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(chunk_dicts())
 def test_from_wire_equals_model_validate_on_generated_chunks(payload: dict[str, Any]) -> None:
     assert_same_outcome(payload)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(corrupted_chunk_dicts())
 def test_from_wire_rejects_or_accepts_like_model_validate(payload: dict[str, Any]) -> None:
     assert_same_outcome(payload)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.one_of(chunk_dicts(), corrupted_chunk_dicts()))
 def test_from_wire_equals_model_validate_after_a_json_round_trip(payload: dict[str, Any]) -> None:
     # What the decoder really hands over: orjson output (exact builtin types only).
