@@ -1,8 +1,29 @@
-"""rxchat: reactive streams for OpenAI-compatible chat completions."""
+"""rxchat: reactive streams for OpenAI-compatible chat completions.
 
+Sources turn a streamed chat completion into a reactivex ``Observable`` of chunks; the operators
+in :mod:`rxchat.operators` turn chunks into typed events; the clients offer the OpenAI / Dedalus /
+Edgee SDK surfaces on the same core; :mod:`rxchat.mock` is an embedded OpenAI-compatible server.
+"""
+
+from . import errors as errors
+from . import events as events
+from . import mock as mock
+from . import operators as operators
+from . import types as types
+from ._client import AsyncClient as AsyncClient
+from ._client import Client as Client
 from ._decode import ChunkDecoder as ChunkDecoder
+from ._edgee import InputObject as InputObject
+from ._edgee import SendResponse as SendResponse
+from ._parsing import pydantic_function_tool as pydantic_function_tool
+from ._parsing import to_strict_json_schema as to_strict_json_schema
+from ._sources import chat_completion_stream as chat_completion_stream
+from ._sources import from_chunks as from_chunks
+from ._sources import from_sse_bytes as from_sse_bytes
 from ._sse import ServerSentEvent as ServerSentEvent
 from ._sse import SSEDecoder as SSEDecoder
+from ._state import ChatCompletionStreamState as ChatCompletionStreamState
+from ._transport import Timeout as Timeout
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
 from .types import ChatCompletion as ChatCompletion
@@ -13,13 +34,29 @@ from .types import StreamChunk as StreamChunk
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncClient",
     "ChatCompletion",
     "ChatCompletionChunk",
+    "ChatCompletionStreamState",
     "ChunkDecoder",
+    "Client",
+    "InputObject",
     "ParsedChatCompletion",
     "SSEDecoder",
+    "SendResponse",
     "ServerSentEvent",
     "StreamChunk",
+    "Timeout",
     "__version__",
+    "chat_completion_stream",
+    "errors",
+    "events",
+    "from_chunks",
+    "from_sse_bytes",
+    "mock",
+    "operators",
+    "pydantic_function_tool",
+    "to_strict_json_schema",
+    "types",
     *_errors_all,
 ]
