@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from pydantic import BaseModel
 from reactivex import Observable, abc
@@ -40,10 +40,7 @@ from ._streams import (
 )
 from ._transport import DEFAULT_TIMEOUT, HTTPTransport, Timeout
 from .errors import APIResponseValidationError
-from .types import ChatCompletion
-
-if TYPE_CHECKING:
-    from .types import ChatCompletionChunk
+from .types import ChatCompletion, ChatCompletionChunk
 
 __all__ = ["NOT_GIVEN", "AsyncClient", "Client", "NotGiven"]
 
@@ -147,11 +144,45 @@ def _named(values: dict[str, Any]) -> dict[str, Any]:
 # -- async -------------------------------------------------------------------------------
 
 
+class _Requester:
+    """Sends the chat-completion requests of one client.
+
+    Resources, streams and Observables hold this object, not the client: a temporary client
+    (``client.with_options(...).chat.completions.create(...)``) stays usable while anything made
+    from it lives, and when the last of them goes, the finalizer closes the connections.
+    """
+
+    __slots__ = ("__weakref__", "finalizer", "transport")
+
+    def __init__(self, transport: HTTPTransport) -> None:
+        self.transport = transport
+        self.finalizer = weakref.finalize(self, _close_transport_now, transport)
+
+    def stream(self, body: dict[str, Any], headers: dict[str, str] | None, t: Timeout | None) -> AsyncStream:
+        """A (not yet started) stream of ``body``."""
+        return AsyncStream(lambda: self.transport.stream(_PATH, body, headers=headers, timeout=t))
+
+    def observable(
+        self, body: dict[str, Any], headers: dict[str, str] | None, t: Timeout | None
+    ) -> Observable[ChatCompletionChunk]:
+        """A cold Observable of ``body``'s chunks."""
+        return observable_from_batches(
+            lambda: self.transport.stream(_PATH, body, headers=headers, timeout=t)
+        )
+
+    async def completion(
+        self, body: dict[str, Any], headers: dict[str, str] | None, t: Timeout | None
+    ) -> ChatCompletion:
+        """A whole (non-streamed) completion of ``body``."""
+        data = await self.transport.post_json(_PATH, body, headers=headers, timeout=t)
+        return _completion(data)
+
+
 class AsyncCompletions:
     """``client.chat.completions`` of :class:`AsyncClient`."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    def __init__(self, requester: _Requester) -> None:
+        self._requester = requester
 
     @overload
     async def create(
@@ -235,13 +266,11 @@ class AsyncCompletions:
             ...     print(chunk.text or "", end="")
         """
         body, headers, t = _build_body(_named(locals()), params, stream=stream)
-        transport = self._client._transport
         if stream:
-            result = AsyncStream(lambda: transport.stream(_PATH, body, headers=headers, timeout=t))
+            result = self._requester.stream(body, headers, t)
             await result.start()
             return result
-        data = await transport.post_json(_PATH, body, headers=headers, timeout=t)
-        return _completion(data)
+        return await self._requester.completion(body, headers, t)
 
     def stream(
         self,
@@ -311,10 +340,10 @@ class AsyncCompletions:
         if tools is not None:
             named["tools"] = state.tools
         body, headers, t = _build_body(named, params, stream=True)
-        transport = self._client._transport
+        requester = self._requester
 
         async def open_stream() -> AsyncChatCompletionStream[ResponseFormatT]:
-            raw = AsyncStream(lambda: transport.stream(_PATH, body, headers=headers, timeout=t))
+            raw = requester.stream(body, headers, t)
             await raw.start()
             return AsyncChatCompletionStream(raw, state)
 
@@ -363,10 +392,7 @@ class AsyncCompletions:
             ...     ops.accumulate(), ops.text())
         """
         body, headers, t = _build_body(_named(locals()), params, stream=True)
-        transport = self._client._transport
-        return observable_from_batches(
-            lambda: transport.stream(_PATH, body, headers=headers, timeout=t)
-        )
+        return self._requester.observable(body, headers, t)
 
 
 def _completion(data: dict[str, Any]) -> ChatCompletion:
@@ -381,23 +407,39 @@ def _completion(data: dict[str, Any]) -> ChatCompletion:
 class AsyncChat:
     """``client.chat`` of :class:`AsyncClient`."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self.completions = AsyncCompletions(client)
+    def __init__(self, requester: _Requester) -> None:
+        self.completions = AsyncCompletions(requester)
 
 
-def _close_transport_soon(transport: HTTPTransport) -> None:
-    """Finalizer of an unclosed AsyncClient: close its session on the loop that owns it."""
-    if transport.closed:
+def _close_transport_now(transport: HTTPTransport) -> None:
+    """Finalizer of an unclosed AsyncClient: close its connections without awaiting.
+
+    ``ClientSession.close()`` is a coroutine, and a finalizer may run after its loop stopped;
+    closing the connector synchronously (aiohttp's own close does the same first) leaves no
+    unclosed-session or unclosed-connector warning behind.
+    """
+    session: Any = getattr(transport, "_session", None)
+    if session is None or session.closed:
         return
     loop: asyncio.AbstractEventLoop | None = getattr(transport, "_loop", None)
-    if loop is None or loop.is_closed():
-        return
 
-    def schedule() -> None:
-        loop.create_task(transport.aclose())
+    def close() -> None:
+        connector = session.connector
+        close_now = getattr(connector, "_close", None)
+        if close_now is not None:
+            close_now()
+        elif loop is not None and not loop.is_closed():
+            loop.create_task(session.close())
 
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-        loop.call_soon_threadsafe(schedule)
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if loop is None or loop.is_closed() or running is loop or not loop.is_running():
+        close()
+    else:
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(close)
 
 
 class AsyncClient:
@@ -454,8 +496,8 @@ class AsyncClient:
             verify_ssl=verify_ssl,
             max_event_bytes=max_event_bytes,
         )
-        self.chat = AsyncChat(self)
-        self._finalizer = weakref.finalize(self, _close_transport_soon, self._transport)
+        self._requester = _Requester(self._transport)
+        self.chat = AsyncChat(self._requester)
 
     @property
     def base_url(self) -> str:
@@ -521,8 +563,7 @@ class AsyncClient:
             {},
             stream=True,
         )
-        transport = self._transport
-        return AsyncStream(lambda: transport.stream(_PATH, body, headers=headers, timeout=t))
+        return self._requester.stream(body, headers, t)
 
     @overload
     async def send(
@@ -578,8 +619,7 @@ class AsyncClient:
             {},
             stream=False,
         )
-        data = await self._transport.post_json(_PATH, body, headers=headers, timeout=t)
-        return SendResponse.from_completion(_completion(data))
+        return SendResponse.from_completion(await self._requester.completion(body, headers, t))
 
     # -- lifetime ------------------------------------------------------------------------
 
@@ -607,10 +647,9 @@ class AsyncClient:
 class Completions:
     """``client.chat.completions`` of :class:`Client` (forwards to :class:`AsyncCompletions`)."""
 
-    def __init__(self, client: Client) -> None:
-        self._client = client
-        self._async = client._async.chat.completions
-        self._portal = client._portal
+    def __init__(self, completions: AsyncCompletions, portal: Portal) -> None:
+        self._async = completions
+        self._portal = portal
 
     @overload
     def create(
@@ -777,20 +816,8 @@ class Completions:
 class Chat:
     """``client.chat`` of :class:`Client`."""
 
-    def __init__(self, client: Client) -> None:
-        self.completions = Completions(client)
-
-
-def _close_in_portal(portal: Portal, client: AsyncClient) -> None:
-    """Finalizer of an unclosed Client: close its connections on the portal loop."""
-    if client.closed or portal.loop.is_closed():
-        return
-    if portal.in_portal_thread():
-        portal.loop.create_task(client.close())
-        return
-    future = portal.submit(client.close())
-    with contextlib.suppress(Exception):  # finalizers must not raise
-        future.result(timeout=2.0)
+    def __init__(self, completions: AsyncCompletions, portal: Portal) -> None:
+        self.completions = Completions(completions, portal)
 
 
 class Client:
@@ -829,8 +856,7 @@ class Client:
             max_event_bytes=max_event_bytes,
         )
         self._portal = get_portal()
-        self.chat = Chat(self)
-        self._finalizer = weakref.finalize(self, _close_in_portal, self._portal, self._async)
+        self.chat = Chat(self._async.chat.completions, self._portal)
 
     @property
     def api_key(self) -> str | None:
@@ -936,7 +962,6 @@ class Client:
 
     def close(self) -> None:
         """Close the connections (idempotent)."""
-        self._finalizer.detach()
         if not self._async.closed:
             self._portal.call(self._async.close)
 

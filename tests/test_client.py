@@ -691,3 +691,42 @@ async def test_async_edgee(aclient: AsyncClient, server: MockServer) -> None:
     assert response.text == text
     stream = await aclient.send("m?tokens=5", {"messages": user("Tell me a story")}, stream=True)
     assert "".join([c.text or "" async for c in stream]) == text
+
+
+# -- lifetime --------------------------------------------------------------------------
+
+
+async def test_unclosed_async_client_leaves_no_warning(server: MockServer) -> None:
+    # filterwarnings=error: an unclosed session or connector warning would fail this test.
+    client = AsyncClient(base_url=server.url)
+    stream = await client.chat.completions.create(model="m?tokens=3", messages=user("x"), stream=True)
+    [c async for c in stream]
+    del client, stream
+    gc.collect()
+    await asyncio.sleep(0)
+
+
+def test_temporary_client_lives_as_long_as_its_stream(mock: ThreadedMock) -> None:
+    stream = Client(base_url=mock.url).with_options(max_retries=0).chat.completions.create(
+        model="m?tokens=9", messages=user("x"), stream=True
+    )
+    gc.collect()
+    assert "".join(c.text or "" for c in stream) == mock.server.streams[-1].texts[0]
+    del stream
+    gc.collect()
+
+
+def test_dropped_sync_client_closes_its_connections(mock: ThreadedMock) -> None:
+    client = Client(base_url=mock.url)
+    stream = client.chat.completions.create(model=LONG, messages=user("x"), stream=True)
+    next(stream)
+    transport = client._async._transport
+    del client, stream
+    gc.collect()
+    mock.wait_for_disconnect()
+    for _ in range(100):
+        session = transport._session
+        if session is None or session.closed:
+            break
+        threading.Event().wait(0.01)
+    assert transport._session is None or transport._session.closed
