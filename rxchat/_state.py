@@ -204,6 +204,7 @@ class _Choice:
         "content",
         "content_done",
         "current_tool",
+        "cut",
         "dirty",
         "done_tools",
         "extra_texts",
@@ -251,6 +252,7 @@ class _Choice:
         self.function_name: str | None = None
         self.function_args: _Text | None = None
         self.extra_texts: dict[str, _Text] | None = None
+        self.cut = False  # stopped by "length" / "content_filter" while parsing: no parsed value
         self.dirty = False
 
 
@@ -475,7 +477,8 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         if finish_reason:
             choice.finish_reason = finish_reason
             choice.model.finish_reason = finish_reason
-            if self._parseable:
+            if self._parseable and finish_reason in ("length", "content_filter"):
+                choice.cut = True
                 if finish_reason == "length":
                     raise self._error(LengthFinishReasonError(completion=self._snapshot()))
                 if finish_reason == "content_filter":
@@ -877,6 +880,8 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         # parsed: the validated value once the content is done, else the partial value
         if choice.content_done:
             parsed = choice.parsed_done
+        elif choice.cut:
+            parsed = None
         else:
             incremental = choice.incremental
             parsed = None
