@@ -235,7 +235,7 @@ def type_to_response_format_param(response_format: Any) -> dict[str, Any] | None
 def _adapter(tp: Any) -> TypeAdapter[Any]:
     try:
         return TypeAdapter(tp)
-    except pydantic.PydanticSchemaGenerationError as err:
+    except pydantic.PydanticUserError as err:
         raise TypeError(f"unsupported response_format type {tp!r}: {err}") from None
 
 
