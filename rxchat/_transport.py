@@ -545,6 +545,20 @@ def _client_timeout(t: Timeout, deadline: float | None) -> aiohttp.ClientTimeout
     return aiohttp.ClientTimeout(total=total, sock_connect=t.connect, sock_read=t.read)
 
 
+def _take_buffered(resp: aiohttp.ClientResponse) -> bytes:
+    """The body bytes aiohttp received but had not handed out yet (empty when none)."""
+    content = resp.content
+    buffer = getattr(content, "_buffer", None)  # StreamReader's deque of received bytes
+    if not buffer:
+        return b""
+    offset = getattr(content, "_buffer_offset", 0)
+    data = b"".join(buffer)[offset:]
+    buffer.clear()
+    if offset:
+        content._buffer_offset = 0
+    return data
+
+
 _NEW, _OPEN, _ENDED = 0, 1, 2
 
 
@@ -774,10 +788,21 @@ class ChunkBatchStream:
                     return chunks
                 data = await read()
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
+            # aiohttp raises a broken connection's error before handing out the bytes it had
+            # already buffered (a FIN right behind the last chunks, read while the consumer was
+            # busy): decode them first, so nothing that was received is lost.
+            rest = _take_buffered(resp)
             self._end(close=True)
+            chunks = decoder.feed(rest) if rest else []
+            if decoder.done or decoder.error is not None:
+                return self._last_batch(chunks)
             error, _ = self._transport._connection_error(
                 err, self._timeout, self._deadline, chunks=decoder.chunks_received
             )
+            if chunks:
+                error.__cause__ = err
+                self._pending_error = error
+                return chunks
             raise error from err
         except RuntimeError as err:  # aiohttp: "Connection closed." (the client was closed)
             self._end(close=True)
