@@ -1,0 +1,25 @@
+"""Fixtures of the reliability suite: a mock server on its own thread, the reference answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from faultkit import SENTINEL_KEY, ThreadedServer, reference_pieces
+
+
+@pytest.fixture(scope="module")
+def threaded_server() -> Iterator[ThreadedServer]:
+    """One mock server per module, on its own loop thread, requiring the sentinel key."""
+    server = ThreadedServer(api_key=SENTINEL_KEY)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def pieces(threaded_server: ThreadedServer) -> list[str]:
+    """The content pieces of the healthy answer every fault row is compared with."""
+    return asyncio.run(reference_pieces(threaded_server.url))

@@ -1,0 +1,711 @@
+"""The fault x surface matrix, shared by ``test_faults.py`` and ``benchmarks/bench_faults.py``.
+
+* :class:`ThreadedServer` — the embedded mock server on its own event-loop thread, so that
+  synchronous clients (which block their thread) and subprocesses can talk to it, and so that
+  the server's work never runs on the loop under test.
+* :data:`FAULTS` — each fault the mock can inject, with the outcome DESIGN.md defines for it.
+* :data:`SURFACES` — each public way of reading a stream, run the same way: one request, every
+  item collected, the error (if any) caught, the time to raise measured.
+* :func:`check` — compares an :class:`Outcome` with the fault's expectation (shared, so the
+  benchmark's table and the tests agree on what "green" means).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import aiohttp
+import orjson
+
+from rxchat._client import AsyncClient, Client
+from rxchat._sources import chat_completion_stream
+from rxchat._transport import Timeout
+from rxchat.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    EventTooLargeError,
+    IdleTimeoutError,
+    IncompleteStreamError,
+    InternalServerError,
+    InvalidChunkError,
+    RateLimitError,
+    RxChatError,
+    StreamAPIError,
+)
+from rxchat.mock import MockServer
+from rxchat.operators._timeouts import idle_timeout
+
+T = TypeVar("T")
+
+SENTINEL_KEY = "sk-rxchat-SENTINEL-0123456789"
+"""The API key of every surface: it must never show up in an error, a repr, a log or CLI output."""
+
+TOKENS = 8  # content tokens of each answer: chunks are [role, 8 tokens, finish]
+AFTER = 3  # "after N chunks" of the mid-stream faults
+MESSAGES = [{"role": "user", "content": "Tell me about reliability."}]
+HANG_GUARD = 15.0  # seconds: a surface that has not finished by then is hanging
+
+READ = 0.25  # read timeout of the stall rows (seconds of socket silence)
+IDLE = 0.5  # model-output idle timeout of the keep-alive stall row
+TOTAL = 0.8  # total timeout of the keep-alive stall row on surfaces without an idle timeout
+QUICK = Timeout(connect=5.0, read=5.0, total=None)  # rows that must not time out
+
+
+class ThreadedServer:
+    """A :class:`MockServer` on a private event loop in a daemon thread."""
+
+    def __init__(self, **options: Any) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="reliability-mock", daemon=True
+        )
+        self.thread.start()
+        self.server = MockServer(**options)
+        self.url: str = self.call(self.server.start())
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
+        """Run a coroutine on the server's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
+        """The same from a coroutine on another loop (without blocking that loop)."""
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    def snapshot(self, fn: Callable[[], T]) -> T:
+        """Read server state on the server's own thread (no racing its writes)."""
+
+        async def read() -> T:
+            return fn()
+
+        return self.call(read())
+
+    def close(self) -> None:
+        """Stop the server and its thread."""
+        try:
+            self.call(self.server.close())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one surface saw of one request."""
+
+    error: BaseException | None
+    elapsed: float  # seconds from the call to the error (or to the end of the stream)
+    texts: list[str] = field(default_factory=list)  # content pieces delivered, in order
+    chunks: int = 0  # chunks (or chunk events) delivered to the user
+    completion_text: str | None = None  # the accumulated content: err.completion, or the final one
+    output: str = ""  # CLI: stdout + stderr
+    returncode: int | None = None  # CLI only
+
+    @property
+    def text(self) -> str:
+        return "".join(self.texts)
+
+
+def _content_of(completion: Any) -> str | None:
+    if completion is None:
+        return None
+    choices = getattr(completion, "choices", None) or []
+    if not choices:
+        return ""
+    return choices[0].message.content or ""
+
+
+# -- faults --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault and its defined outcome.
+
+    ``error`` is the expected exception class, ``None`` for a stream that must succeed; ``chunks``
+    is how many chunks are delivered before the error (the partial output); ``requests`` how many
+    HTTP requests the server must see (retries).
+    """
+
+    name: str
+    options: str  # mock options (the model's query suffix)
+    error: type[BaseException] | None
+    chunks: int | None = None
+    timeout: Timeout = QUICK
+    idle: float | None = None  # ops.idle_timeout on the reactive surfaces
+    max_retries: int = 0
+    max_event_bytes: int | None = None
+    status: int | None = None
+    requests: int = 1
+    expect_text: str = "prefix"  # "prefix": the first `chunks` pieces; "all"; "utf8"; "big"
+    raw: str | None = None  # InvalidChunkError.raw must contain this
+    message: str | None = None  # the error message must contain this
+    what: str = ""  # one line for the docs / benchmark table
+    timed: bool = False  # the time to raise is a timeout (shown in the table)
+
+    def model(self, key: str = "") -> str:
+        opts = f"tokens={TOKENS}" + (f"&{self.options}" if self.options else "")
+        if "fail_times" in opts:
+            opts += f"&key={key or uuid.uuid4().hex}"
+        return f"mock?{opts}"
+
+
+FAULTS: list[Fault] = [
+    Fault("ok", "", None, expect_text="all", what="healthy stream (control)"),
+    Fault(
+        "drop",
+        f"drop_after={AFTER}",
+        APIConnectionError,
+        AFTER,
+        what=f"TCP connection closed after {AFTER} chunks",
+    ),
+    Fault(
+        "stall_headers",
+        "stall_headers=30",
+        APITimeoutError,
+        0,
+        timeout=Timeout(connect=5.0, read=READ),
+        what="no response headers (read timeout)",
+        timed=True,
+    ),
+    Fault(
+        "stall_first",
+        "stall_first=30",
+        APITimeoutError,
+        0,
+        timeout=Timeout(connect=5.0, read=READ),
+        what="headers, then silence before the first chunk (read timeout)",
+        timed=True,
+    ),
+    Fault(
+        "stall_between",
+        f"stall_between=30&stall_after={AFTER}",
+        APITimeoutError,
+        AFTER,
+        timeout=Timeout(connect=5.0, read=READ),
+        what=f"silence after {AFTER} chunks (read timeout)",
+        timed=True,
+    ),
+    Fault(
+        "stall_keepalive",
+        f"stall_between=30&stall_after={AFTER}&keepalive=0.05",
+        APITimeoutError,
+        AFTER,
+        timeout=Timeout(connect=5.0, read=READ, total=TOTAL),
+        idle=IDLE,
+        what=f"': keep-alive' every 50 ms but no output after {AFTER} chunks",
+        timed=True,
+    ),
+    Fault(
+        "status_429",
+        "status=429&retry_after=0",
+        RateLimitError,
+        0,
+        max_retries=2,
+        status=429,
+        requests=3,
+        what="429 + Retry-After: 0 on every attempt (2 retries, then raised)",
+    ),
+    Fault(
+        "status_500",
+        "status=500&retry_after=0",
+        InternalServerError,
+        0,
+        max_retries=2,
+        status=500,
+        requests=3,
+        what="500 on every attempt",
+    ),
+    Fault(
+        "status_503",
+        "status=503&retry_after=0",
+        InternalServerError,
+        0,
+        max_retries=2,
+        status=503,
+        requests=3,
+        what="503 on every attempt",
+    ),
+    Fault(
+        "status_401",
+        "status=401",
+        AuthenticationError,
+        0,
+        max_retries=2,
+        status=401,
+        requests=1,
+        what="401 (never retried)",
+    ),
+    Fault(
+        "retry_429",
+        "status=429&retry_after=0&fail_times=2",
+        None,
+        max_retries=2,
+        requests=3,
+        expect_text="all",
+        what="429 twice, then the answer (fail_times=2 < 1 + max_retries)",
+    ),
+    Fault(
+        "retry_503",
+        "status=503&retry_after=0&fail_times=2",
+        None,
+        max_retries=2,
+        requests=3,
+        expect_text="all",
+        what="503 twice, then the answer",
+    ),
+    Fault(
+        "bad_json",
+        f"bad_json_after={AFTER}",
+        InvalidChunkError,
+        AFTER,
+        raw="{not json",
+        what=f"'data: {{not json' after {AFTER} chunks",
+    ),
+    Fault(
+        "error_frame",
+        f"error_after={AFTER}",
+        StreamAPIError,
+        AFTER,
+        message="mock error_after fault",
+        what=f'data: {{"error": ...}} after {AFTER} chunks',
+    ),
+    Fault(
+        "event_error",
+        f"event_error_after={AFTER}",
+        StreamAPIError,
+        AFTER,
+        message="mock error_after fault",
+        what=f"event: error + data after {AFTER} chunks",
+    ),
+    Fault(
+        "unknown_shape",
+        f"unknown_shape_after={AFTER}",
+        InvalidChunkError,
+        AFTER,
+        raw='"foo"',
+        what=f"a chunk whose 'choices' is an object, after {AFTER} chunks",
+    ),
+    Fault(
+        "invalid_utf8",
+        f"invalid_utf8_after={AFTER}",
+        None,
+        expect_text="utf8",
+        what="invalid UTF-8 bytes in a chunk: U+FFFD, as the SSE spec decodes",
+    ),
+    Fault(
+        "big_event",
+        "big_event=10000000",
+        None,
+        expect_text="big",
+        what="one 10 MB event, no limit set: delivered whole",
+    ),
+    Fault(
+        "big_event_limited",
+        "big_event=10000000",
+        EventTooLargeError,
+        1,
+        max_event_bytes=1_000_000,
+        message="max_event_bytes=1000000",
+        what="one 10 MB event with max_event_bytes=1 MB",
+    ),
+    Fault(
+        "no_done",
+        "no_done=1",
+        IncompleteStreamError,
+        1 + TOKENS,
+        what="body ends without finish_reason and without [DONE]",
+    ),
+    Fault("drip", "drip=1", None, expect_text="all", what="the body written one byte at a time"),
+]
+
+FAULTS_BY_NAME = {f.name: f for f in FAULTS}
+
+
+# -- surfaces ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Surface:
+    """One public way of reading a stream."""
+
+    name: str
+    run: Callable[[str, Fault], Awaitable[Outcome]]
+    accumulates: bool  # errors carry .completion (the partial answer)
+    idle_timeout: bool  # model-output idle timeout available (ops.idle_timeout)
+    max_event_bytes: bool  # the option exists on this surface
+    what: str
+
+
+def _client_kwargs(url: str, fault: Fault) -> dict[str, Any]:
+    return {
+        "api_key": SENTINEL_KEY,
+        "base_url": url,
+        "timeout": fault.timeout,
+        "max_retries": fault.max_retries,
+        "max_event_bytes": fault.max_event_bytes,
+    }
+
+
+async def _subscribe(observable: Any, fault: Fault) -> Outcome:
+    """Subscribe on the running loop; collect every chunk; wait for the end or the error."""
+    if fault.idle is not None:
+        observable = observable.pipe(idle_timeout(fault.idle))
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[BaseException | None] = loop.create_future()
+    out = Outcome(None, 0.0)
+
+    def on_next(chunk: Any) -> None:
+        out.chunks += 1
+        if chunk.text:
+            out.texts.append(chunk.text)
+
+    def finish(err: BaseException | None) -> None:
+        if not done.done():
+            out.elapsed = time.perf_counter() - start
+            done.set_result(err)
+
+    start = time.perf_counter()
+    subscription = observable.subscribe(on_next, finish, lambda: finish(None))
+    try:
+        out.error = await done
+    finally:
+        subscription.dispose()
+    if out.error is not None and isinstance(out.error, RxChatError):
+        out.completion_text = _content_of(out.error.completion)
+    return out
+
+
+async def run_observable(url: str, fault: Fault) -> Outcome:
+    observable = chat_completion_stream(
+        model=fault.model(),
+        messages=MESSAGES,
+        base_url=url,
+        api_key=SENTINEL_KEY,
+        timeout=fault.timeout,
+        max_retries=fault.max_retries,
+    )
+    return await _subscribe(observable, fault)
+
+
+async def run_observe(url: str, fault: Fault) -> Outcome:
+    async with AsyncClient(**_client_kwargs(url, fault)) as client:
+        observable = client.chat.completions.observe(model=fault.model(), messages=MESSAGES)
+        return await _subscribe(observable, fault)
+
+
+async def run_async_create(url: str, fault: Fault) -> Outcome:
+    out = Outcome(None, 0.0)
+    start = time.perf_counter()
+    async with AsyncClient(**_client_kwargs(url, fault)) as client:
+        try:
+            stream = await client.chat.completions.create(
+                model=fault.model(), messages=MESSAGES, stream=True
+            )
+            async with stream:
+                async for chunk in stream:
+                    out.chunks += 1
+                    if chunk.text:
+                        out.texts.append(chunk.text)
+        except Exception as err:
+            out.error = err
+        out.elapsed = time.perf_counter() - start
+    return out
+
+
+async def run_async_stream(url: str, fault: Fault) -> Outcome:
+    out = Outcome(None, 0.0)
+    start = time.perf_counter()
+    async with AsyncClient(**_client_kwargs(url, fault)) as client:
+        try:
+            async with client.chat.completions.stream(
+                model=fault.model(), messages=MESSAGES
+            ) as stream:
+                async for event in stream:
+                    if event.type == "chunk":
+                        out.chunks += 1
+                    elif event.type == "content.delta" and event.delta:
+                        out.texts.append(event.delta)
+                completion = await stream.get_final_completion()
+                out.completion_text = _content_of(completion)
+        except Exception as err:
+            out.error = err
+            if isinstance(err, RxChatError):
+                out.completion_text = _content_of(err.completion)
+        out.elapsed = time.perf_counter() - start
+    return out
+
+
+def _sync_create(url: str, fault: Fault) -> Outcome:
+    out = Outcome(None, 0.0)
+    start = time.perf_counter()
+    with Client(**_client_kwargs(url, fault)) as client:
+        try:
+            with client.chat.completions.create(
+                model=fault.model(), messages=MESSAGES, stream=True
+            ) as stream:
+                for chunk in stream:
+                    out.chunks += 1
+                    if chunk.text:
+                        out.texts.append(chunk.text)
+        except Exception as err:
+            out.error = err
+        out.elapsed = time.perf_counter() - start
+    return out
+
+
+def _sync_stream(url: str, fault: Fault) -> Outcome:
+    out = Outcome(None, 0.0)
+    start = time.perf_counter()
+    with Client(**_client_kwargs(url, fault)) as client:
+        try:
+            with client.chat.completions.stream(model=fault.model(), messages=MESSAGES) as stream:
+                for event in stream:
+                    if event.type == "chunk":
+                        out.chunks += 1
+                    elif event.type == "content.delta" and event.delta:
+                        out.texts.append(event.delta)
+                out.completion_text = _content_of(stream.get_final_completion())
+        except Exception as err:
+            out.error = err
+            if isinstance(err, RxChatError):
+                out.completion_text = _content_of(err.completion)
+        out.elapsed = time.perf_counter() - start
+    return out
+
+
+async def run_sync_create(url: str, fault: Fault) -> Outcome:
+    return await asyncio.to_thread(_sync_create, url, fault)
+
+
+async def run_sync_stream(url: str, fault: Fault) -> Outcome:
+    return await asyncio.to_thread(_sync_stream, url, fault)
+
+
+SURFACES: list[Surface] = [
+    Surface(
+        "observable",
+        run_observable,
+        accumulates=False,
+        idle_timeout=True,
+        max_event_bytes=False,
+        what="rxchat.chat_completion_stream(...) subscribed (+ ops.idle_timeout)",
+    ),
+    Surface(
+        "observe",
+        run_observe,
+        accumulates=False,
+        idle_timeout=True,
+        max_event_bytes=True,
+        what="AsyncClient.chat.completions.observe(...) subscribed (+ ops.idle_timeout)",
+    ),
+    Surface(
+        "async_create",
+        run_async_create,
+        accumulates=False,
+        idle_timeout=False,
+        max_event_bytes=True,
+        what="await AsyncClient.chat.completions.create(stream=True); async for chunk",
+    ),
+    Surface(
+        "async_stream",
+        run_async_stream,
+        accumulates=True,
+        idle_timeout=False,
+        max_event_bytes=True,
+        what="async with AsyncClient.chat.completions.stream(...); async for event",
+    ),
+    Surface(
+        "sync_create",
+        run_sync_create,
+        accumulates=False,
+        idle_timeout=False,
+        max_event_bytes=True,
+        what="Client.chat.completions.create(stream=True); for chunk",
+    ),
+    Surface(
+        "sync_stream",
+        run_sync_stream,
+        accumulates=True,
+        idle_timeout=False,
+        max_event_bytes=True,
+        what="with Client.chat.completions.stream(...); for event",
+    ),
+]
+
+SURFACES_BY_NAME = {s.name: s for s in SURFACES}
+
+
+def applicable(fault: Fault, surface: Surface) -> bool:
+    """Whether the fault's configuration exists on the surface."""
+    return not (fault.max_event_bytes is not None and not surface.max_event_bytes)
+
+
+def matrix() -> list[tuple[Fault, Surface]]:
+    """Every (fault, surface) pair that can be configured."""
+    return [(f, s) for f in FAULTS for s in SURFACES if applicable(f, s)]
+
+
+# -- the reference answer -------------------------------------------------------------------
+
+
+async def reference_pieces(url: str, model: str = f"mock?tokens={TOKENS}") -> list[str]:
+    """The content piece of every chunk of a healthy stream, read with plain aiohttp.
+
+    Independent of rxchat's decoder on purpose: it is what the server sent.
+    """
+    body = {"model": model, "messages": MESSAGES, "stream": True}
+    headers = {"Authorization": f"Bearer {SENTINEL_KEY}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url + "/chat/completions", json=body, headers=headers) as resp:
+            raw = await resp.read()
+    pieces: list[str] = []
+    for frame in raw.split(b"\n\n"):
+        if not frame.startswith(b"data: ") or frame == b"data: [DONE]":
+            continue
+        choices = orjson.loads(frame[6:])["choices"]
+        pieces.append((choices[0]["delta"].get("content") or "") if choices else "")
+    return pieces
+
+
+# -- expectations ----------------------------------------------------------------------------
+
+
+def expected_error(fault: Fault, surface: Surface) -> type[BaseException] | None:
+    """The error class this surface must raise for the fault."""
+    if fault.name == "stall_keepalive":
+        # Keep-alive comments reset the socket's read timeout (any byte does); the model-output
+        # idle timeout catches the stall where it exists, else the total timeout does.
+        return IdleTimeoutError if surface.idle_timeout else APITimeoutError
+    return fault.error
+
+
+def check(fault: Fault, surface: Surface, out: Outcome, pieces: list[str]) -> list[str]:
+    """Every way ``out`` differs from the fault's defined outcome (empty: green)."""
+    problems: list[str] = []
+    err = out.error
+    want = expected_error(fault, surface)
+    if want is None:
+        if err is not None:
+            problems.append(f"expected success, got {type(err).__name__}: {err}")
+            return problems
+        if fault.expect_text == "all":
+            expected = "".join(pieces)
+        elif fault.expect_text == "utf8":
+            expected = (
+                "".join(pieces[:AFTER]) + "\ufffd\ufffd bad \ufffd" + "".join(pieces[AFTER:])
+            )
+        elif fault.expect_text == "big":
+            expected = ("abcdefghij" * 1_000_000) + "".join(pieces)
+        else:
+            raise AssertionError(fault.expect_text)
+        if out.text != expected:
+            problems.append(
+                f"text differs: got {len(out.text)} chars {out.text[:60]!r}..., "
+                f"expected {len(expected)} chars {expected[:60]!r}..."
+            )
+        if surface.accumulates and out.completion_text != expected:
+            problems.append("final completion content differs from the streamed text")
+        return problems
+    if err is None:
+        problems.append(f"silent success: expected {want.__name__}")
+        return problems
+    if not isinstance(err, want):
+        problems.append(f"expected {want.__name__}, got {type(err).__name__}: {err}")
+        return problems
+    if fault.name == "drop" and isinstance(err, APITimeoutError):
+        problems.append("a dropped connection is not a timeout")
+    if fault.status is not None:
+        assert isinstance(err, APIStatusError)
+        if err.status_code != fault.status:
+            problems.append(f"status_code {err.status_code} != {fault.status}")
+    if fault.raw is not None:
+        raw = getattr(err, "raw", None)
+        if not isinstance(raw, str) or fault.raw not in raw:
+            problems.append(f".raw {raw!r} does not contain {fault.raw!r}")
+    if fault.message is not None and fault.message not in str(err):
+        problems.append(f"message {str(err)!r} lacks {fault.message!r}")
+    assert isinstance(err, RxChatError)
+    if fault.chunks is not None:
+        if err.chunks_received != fault.chunks:
+            problems.append(f"chunks_received {err.chunks_received} != {fault.chunks}")
+        if out.chunks != fault.chunks:
+            problems.append(f"{out.chunks} chunks delivered before the error != {fault.chunks}")
+        partial = "".join(pieces[: fault.chunks])
+        if out.text != partial:
+            problems.append(f"partial text {out.text!r} != {partial!r}")
+        if surface.accumulates and fault.chunks > 0 and out.completion_text != partial:
+            problems.append(f"err.completion content {out.completion_text!r} != {partial!r}")
+    for text in (str(err), repr(err), str(err.__cause__ or "")):
+        if SENTINEL_KEY in text:
+            problems.append("the API key appears in the error")
+    return problems
+
+
+def describe_partial(fault: Fault, surface: Surface, out: Outcome) -> str:
+    """A short 'what of the partial output was preserved' cell."""
+    err = out.error
+    if err is None:
+        return f"all {out.chunks} chunks, {len(out.text)} chars"
+    n = getattr(err, "chunks_received", 0)
+    cell = f"{out.chunks} chunks delivered, chunks_received={n}"
+    if surface.accumulates:
+        completion = out.completion_text
+        cell += f", .completion={len(completion)} chars" if completion is not None else ""
+    if isinstance(err, InvalidChunkError):
+        cell += f", .raw={err.raw[:12]!r}"
+    if isinstance(err, APIStatusError):
+        cell += f", status={err.status_code}"
+    return cell
+
+
+# -- the CLI as a subprocess ------------------------------------------------------------------
+
+
+def cli_env() -> dict[str, str]:
+    """The environment of a CLI subprocess: no inherited keys or URLs, the repo importable."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("RXCHAT_", "OPENAI_")) and k not in ("PYTHONWARNINGS",)
+    }
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    env["NO_COLOR"] = "1"
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    """``python -m rxchat <args>`` (works without the console script on PATH)."""
+    return [sys.executable, "-m", "rxchat", *args]
+
+
+def run_cli(args: list[str], *, timeout: float = HANG_GUARD, env: dict[str, str] | None = None) -> Outcome:
+    """Run the CLI to completion; ``error`` stays ``None`` (see ``returncode`` and ``output``)."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        cli_command(*args),
+        capture_output=True,
+        timeout=timeout,
+        env=env or cli_env(),
+        check=False,
+    )
+    out = Outcome(None, time.perf_counter() - start)
+    out.returncode = proc.returncode
+    out.output = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
+    out.texts = [proc.stdout.decode("utf-8", "replace")]
+    return out
