@@ -22,6 +22,9 @@ STATE_KEY: web.AppKey[MockState] = web.AppKey("rxchat_mock_state", MockState)
 _CONFIG_KEY: web.AppKey[dict[str, Any]] = web.AppKey("rxchat_mock_config", dict)
 _REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("rxchat_mock_request_id")
 
+# Credentials are never recorded (Azure-style and proxy key headers too).
+_SECRET_HEADERS = frozenset({"authorization", "api-key", "x-api-key", "proxy-authorization"})
+
 MODELS = ("mock", "gpt-4o", "gpt-4o-mini", "o3-mini")
 
 _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
@@ -99,8 +102,9 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-    headers = {k: v for k, v in request.headers.items() if k.lower() != "authorization"}
+    headers = {k: v for k, v in request.headers.items() if k.lower() not in _SECRET_HEADERS}
     state.requests.append(RequestRecord(rid, request.method, request.path, body, headers))
+    state._notify()
     extra = {"x-request-id": rid}
     api_key: str | None = config["api_key"]
     if api_key is not None:

@@ -14,7 +14,7 @@ __all__ = ["DisconnectRecord", "MockState", "RequestRecord", "StreamRecord"]
 
 @dataclass(slots=True)
 class RequestRecord:
-    """One request as the server received it (the ``Authorization`` header removed)."""
+    """One request as the server received it (``Authorization`` and API-key headers removed)."""
 
     request_id: str
     method: str
@@ -141,7 +141,7 @@ class MockState:
                 fut.set_result(None)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-        """Wait until ``predicate()`` is true; it is re-checked whenever a stream ends or starts.
+        """Wait until ``predicate()`` is true; re-checked on every request and stream start or end.
 
         Raises:
             TimeoutError: still false after ``timeout`` seconds.

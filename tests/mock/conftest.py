@@ -1,4 +1,4 @@
-"""Fixtures for the mock-server tests: a running ``MockServer`` and a tiny raw HTTP client."""
+"""Fixtures for the mock-server tests (``mock_server`` itself comes from tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,6 @@ import pytest
 from mock_helpers import Post, make_post
 
 from rxchat.mock import MockServer
-
-
-@pytest.fixture
-async def mock_server() -> AsyncIterator[MockServer]:
-    """A mock server on a free loopback port; ``mock_server.url`` is the ``/v1`` base URL."""
-    async with MockServer() as server:
-        yield server
 
 
 @pytest.fixture

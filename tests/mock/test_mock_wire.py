@@ -234,13 +234,16 @@ async def test_models_route(mock_server: Any, http: Any) -> None:
 
 
 async def test_requests_are_recorded_without_authorization(post: Post, mock_server: Any) -> None:
-    await post(stream=True, headers={"Authorization": "Bearer sk-secret", "X-Mock-Tokens": "1"})
+    await post(
+        stream=True,
+        headers={"Authorization": "Bearer sk-secret", "api-key": "sk-secret", "X-Mock-Tokens": "1"},
+    )
     rec = mock_server.requests[-1]
     assert rec.path == "/v1/chat/completions"
     assert rec.method == "POST"
     assert rec.body == {"model": "mock", "messages": USER, "stream": True}
     assert "X-Mock-Tokens" in rec.headers
-    assert all(k.lower() != "authorization" for k in rec.headers)
+    assert all(k.lower() not in ("authorization", "api-key") for k in rec.headers)
     assert "sk-secret" not in repr(rec)
     assert rec.request_id.startswith("req_")
 
