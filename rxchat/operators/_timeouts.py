@@ -70,7 +70,10 @@ def _check_seconds(name: str, seconds: float) -> float:
 
 
 def idle_timeout(
-    seconds: float, *, scheduler: abc.SchedulerBase | None = None
+    seconds: float,
+    *,
+    first: float | None = None,
+    scheduler: abc.SchedulerBase | None = None,
 ) -> Callable[[Observable[_T]], Observable[_T]]:
     """Fail when no item arrives for ``seconds`` (the model stopped producing output).
 
@@ -85,8 +88,14 @@ def idle_timeout(
         source:   --a--b---------------c--|
         idle(5):  --a--b-----X                 X = IdleTimeoutError, 5 after b
 
+    The wait for the first item is timed too: with ``seconds`` by default, or with ``first``
+    (a model's time to first token is often much longer than its gaps), in which case a timeout
+    there raises :class:`~rxchat.FirstChunkTimeoutError`.
+
     Args:
-        seconds: the longest gap allowed between items (and before the first one).
+        seconds: the longest gap allowed between items (and before the first one, unless
+            ``first`` is given).
+        first: the longest wait for the first item, if it differs from ``seconds``.
         scheduler: timer scheduler; default: the subscribe scheduler, else the running loop.
 
     Returns:
@@ -94,17 +103,24 @@ def idle_timeout(
 
     Raises:
         IdleTimeoutError: (``on_error``) ``chunks_received`` counts the items seen before.
-        TypeError, ValueError: ``seconds`` is not a finite number > 0.
+        FirstChunkTimeoutError: (``on_error``) no first item within ``first`` seconds.
+        TypeError, ValueError: ``seconds`` or ``first`` is not a finite number > 0.
 
-    >>> chunks.pipe(ops.idle_timeout(30))  # doctest: +SKIP
+    >>> chunks.pipe(ops.idle_timeout(10, first=60))  # doctest: +SKIP
     """
     limit = _check_seconds("idle_timeout", seconds)
+    first_limit = limit if first is None else _check_seconds("idle_timeout(first=)", first)
 
     def make_error(count: int) -> APITimeoutError:
-        what = "before the first item" if count == 0 else f"after {count} items"
-        return IdleTimeoutError(f"no output for {limit:g} s ({what})", chunks_received=count)
+        if count == 0:
+            if first is not None:
+                return FirstChunkTimeoutError(f"no output within {first_limit:g} s of the request")
+            return IdleTimeoutError(f"no output for {limit:g} s (before the first item)")
+        return IdleTimeoutError(
+            f"no output for {limit:g} s (after {count} items)", chunks_received=count
+        )
 
-    return _timeout_operator(limit, scheduler, make_error, idle=True)
+    return _timeout_operator(limit, first_limit, scheduler, make_error, idle=True)
 
 
 def first_chunk_timeout(
@@ -112,8 +128,9 @@ def first_chunk_timeout(
 ) -> Callable[[Observable[_T]], Observable[_T]]:
     """Fail when the first item does not arrive within ``seconds`` of subscribing.
 
-    Use it for the model's time to first token, which can be much longer than the gaps
-    between tokens (combine with :func:`idle_timeout` for those). Keep-alive comments do not
+    Use it for the model's time to first token alone; for a first-token limit together with a
+    limit on the gaps, use ``idle_timeout(gap, first=...)`` (an ``idle_timeout`` placed after
+    this operator would also time the wait for the first item). Keep-alive comments do not
     count. On timeout the upstream is disposed (the request cancelled) and
     :class:`~rxchat.FirstChunkTimeoutError` goes to ``on_error``; after the first item the
     operator only passes items through.
@@ -134,18 +151,19 @@ def first_chunk_timeout(
         FirstChunkTimeoutError: (``on_error``).
         TypeError, ValueError: ``seconds`` is not a finite number > 0.
 
-    >>> chunks.pipe(ops.first_chunk_timeout(60), ops.idle_timeout(10))  # doctest: +SKIP
+    >>> chunks.pipe(ops.first_chunk_timeout(60))  # doctest: +SKIP
     """
     limit = _check_seconds("first_chunk_timeout", seconds)
 
     def make_error(count: int) -> APITimeoutError:
         return FirstChunkTimeoutError(f"no output within {limit:g} s of the request")
 
-    return _timeout_operator(limit, scheduler, make_error, idle=False)
+    return _timeout_operator(limit, limit, scheduler, make_error, idle=False)
 
 
 def _timeout_operator(
     limit: float,
+    first_limit: float,
     scheduler: abc.SchedulerBase | None,
     make_error: Callable[[int], APITimeoutError],
     *,
@@ -210,7 +228,7 @@ def _timeout_operator(
                 timer.dispose()
                 observer.on_completed()
 
-            timer.disposable = sched.schedule_relative(limit, fire)
+            timer.disposable = sched.schedule_relative(first_limit, fire)
             upstream.disposable = source.subscribe(
                 on_next, on_error, on_completed, scheduler=subscribe_scheduler
             )

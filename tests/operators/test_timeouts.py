@@ -105,6 +105,8 @@ def test_bad_seconds(bad: float) -> None:
         first_chunk_timeout(bad)
     with pytest.raises(TypeError):
         idle_timeout("5")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        idle_timeout(1, first=bad)
 
 
 # -- first_chunk_timeout ----------------------------------------------------------------------------
@@ -127,20 +129,31 @@ def test_first_chunk_timeout_then_no_limit() -> None:
     assert results.messages == [on_next(240, "a"), on_next(500, "b"), on_completed(900)]
 
 
-def test_both_timeouts_compose() -> None:
+def test_idle_timeout_with_a_longer_first_allowance() -> None:
     scheduler = TestScheduler()
-    xs = scheduler.create_hot_observable(on_next(290, "a"), on_next(300, "b"), on_next(400, "c"))
+    xs = scheduler.create_hot_observable(
+        on_next(290, "a"), on_next(300, "b"), on_next(400, "c"), on_completed(500)
+    )
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(20, first=100)))
+    assert results.messages[:2] == [on_next(290, "a"), on_next(300, "b")]
+    at, err = _error_at(results.messages)
+    assert at == 320 and isinstance(err, IdleTimeoutError)
+    assert err.chunks_received == 2
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(310, "a"))
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(20, first=100)))
+    at, err = _error_at(results.messages)
+    assert at == 300 and isinstance(err, FirstChunkTimeoutError)
+    assert xs.subscriptions == [subscribe(200, 300)]
+
+
+def test_idle_timeout_after_first_chunk_timeout_also_times_the_first_item() -> None:
+    """Documented pitfall: each operator's timer starts at subscription."""
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(290, "a"))
     results = scheduler.start(lambda: xs.pipe(first_chunk_timeout(100), idle_timeout(20)))
-    # idle_timeout's own timer also starts at subscription: the larger first-chunk allowance
-    # only helps when the idle limit is at least as long. Here idle fires first, at 220.
     at, err = _error_at(results.messages)
     assert at == 220 and isinstance(err, IdleTimeoutError)
-    scheduler = TestScheduler()
-    xs = scheduler.create_hot_observable(on_next(290, "a"), on_next(300, "b"), on_next(400, "c"))
-    results = scheduler.start(lambda: xs.pipe(idle_timeout(95), first_chunk_timeout(100)))
-    at, err = _error_at(results.messages)
-    assert results.messages[:2] == [on_next(290, "a"), on_next(300, "b")]
-    assert at == 395 and isinstance(err, IdleTimeoutError)
 
 
 # -- on the event loop against the mock server ----------------------------------------------------
