@@ -11,6 +11,10 @@ Columns: ``chunks`` per stream (server side), ``events`` the consumer saw, ``eve
 wall time, ``CPU µs/chunk`` (process CPU divided by chunks) — best of ``repeat`` runs — and the
 ratio of that CPU cost to rxchat's corresponding facade.
 
+A second table gives, for each way of stopping a stream early, the time from the stop (``break``,
+leaving ``with``, ``close()``, task cancellation, disposal) until the mock server (in-process, on
+its own loop thread) saw the client disconnect.
+
 Targets: rxchat's event stream (``Client.chat.completions.stream``) at least 5x cheaper per chunk
 than the OpenAI and Dedalus ``.stream()`` helpers; rxchat's chunk iteration no slower than the
 Edgee SDK's ``stream()``.
@@ -20,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +40,7 @@ import edgee
 import openai
 
 import rxchat._client as rx
+from rxchat.mock import MockServer
 
 MESSAGES = [{"role": "user", "content": "benchmark"}]
 PROMPT = "benchmark"
@@ -158,6 +166,142 @@ def measure(
     return Row(group, name, chunks, events, min(walls), min(cpus), text)
 
 
+# -- disconnect latency ----------------------------------------------------------------------
+
+LONG = "bench?tokens=20000&delay=0.002"
+
+
+def _sync_break(client: rx.Client) -> float:
+    stream = client.chat.completions.create(model=LONG, messages=MESSAGES, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 5:
+            t = time.monotonic()
+            break
+    return t
+
+
+def _sync_with_events(client: rx.Client) -> float:
+    with client.chat.completions.stream(model=LONG, messages=MESSAGES) as stream:
+        for event in stream:
+            if event.type == "content.delta":
+                t = time.monotonic()
+                break
+    return t
+
+
+def _sync_close(client: rx.Client) -> float:
+    stream = client.stream(LONG, PROMPT)
+    next(stream)
+    t = time.monotonic()
+    stream.close()
+    return t
+
+
+async def _async_break(client: rx.AsyncClient) -> float:
+    stream = await client.chat.completions.create(model=LONG, messages=MESSAGES, stream=True)
+    n = 0
+    async for _ in stream:
+        n += 1
+        if n == 5:
+            t = time.monotonic()
+            break
+    return t
+
+
+async def _async_with(client: rx.AsyncClient) -> float:
+    async with client.chat.completions.stream(model=LONG, messages=MESSAGES) as stream:
+        async for event in stream:
+            if event.type == "content.delta":
+                t = time.monotonic()
+                break
+    return t
+
+
+async def _async_cancel(client: rx.AsyncClient) -> float:
+    started = asyncio.Event()
+
+    async def consume() -> None:
+        async for _ in client.stream(LONG, PROMPT):
+            started.set()
+
+    task = asyncio.create_task(consume())
+    await started.wait()
+    t = time.monotonic()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return t
+
+
+async def _async_dispose(client: rx.AsyncClient) -> float:
+    got = asyncio.Event()
+    sub = client.chat.completions.observe(model=LONG, messages=MESSAGES).subscribe(
+        on_next=lambda _c: got.set()
+    )
+    await got.wait()
+    t = time.monotonic()
+    sub.dispose()
+    return t
+
+
+def bench_disconnect(repeat: int) -> list[tuple[str, float, float]]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    server = MockServer()
+    url = asyncio.run_coroutine_threadsafe(server.start(), loop).result()
+
+    def wait(count: int) -> float:
+        fut = asyncio.run_coroutine_threadsafe(server.wait_for_disconnect(5.0, count=count), loop)
+        return float(fut.result(10).at)
+
+    rows: list[tuple[str, float, float]] = []
+    count = 0
+    client = rx.Client(base_url=url)
+    sync_paths: list[tuple[str, Callable[[rx.Client], float]]] = [
+        ("sync: break out of for (create stream=True)", _sync_break),
+        ("sync: leave with .stream() early", _sync_with_events),
+        ("sync: Stream.close() (Edgee-style stream)", _sync_close),
+    ]
+    for label, fn in sync_paths:
+        lat = []
+        for _ in range(repeat):
+            t = fn(client)
+            count += 1
+            lat.append(wait(count) - t)
+        rows.append((label, statistics.median(lat) * 1e3, max(lat) * 1e3))
+    client.close()
+
+    async def run_async() -> None:
+        nonlocal count
+        async with rx.AsyncClient(base_url=url) as aclient:
+            async_paths: list[tuple[str, Callable[[rx.AsyncClient], Any]]] = [
+                ("async: break out of async for", _async_break),
+                ("async: leave async with .stream() early", _async_with),
+                ("async: cancel the consuming task", _async_cancel),
+                ("async: dispose an observe() subscription", _async_dispose),
+            ]
+            for label, fn in async_paths:
+                lat = []
+                for _ in range(repeat):
+                    t = await fn(aclient)
+                    count += 1
+                    at = await asyncio.wrap_future(
+                        asyncio.run_coroutine_threadsafe(
+                            server.wait_for_disconnect(5.0, count=count), loop
+                        )
+                    )
+                    lat.append(at.at - t)
+                rows.append((label, statistics.median(lat) * 1e3, max(lat) * 1e3))
+
+    asyncio.run(run_async())
+    asyncio.run_coroutine_threadsafe(server.close(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tokens", default="200,2000", help="content chunks per stream (list)")
@@ -203,6 +347,10 @@ def main() -> None:
                     f"{row.group:6} {row.name:52} {row.events:7d} {row.events_per_s:11,.0f} "
                     f"{row.cpu_us_per_chunk:13.1f} {ratio:9.1f}x"
                 )
+        print(f"\nDisconnect latency (stop -> server saw the disconnect), {args.repeat} runs each")
+        print(f"{'path':52} {'median ms':>10} {'max ms':>8}")
+        for label, median, worst in bench_disconnect(args.repeat):
+            print(f"{label:52} {median:10.2f} {worst:8.2f}")
     finally:
         rx_client.close()
         asyncio.run(rx_async.close())
