@@ -130,10 +130,12 @@ _number_run: Final = cast(_AlwaysMatch, re.compile(r"[0-9.eE+\-]*").match)
 _str_run: Final = cast(_AlwaysMatch, re.compile(r'[^"\\\x00-\x1f\ud800-\udfff]*').match)
 # A whole string without escapes, closing quote included.
 _simple_str: Final = re.compile(r'"([^"\\\x00-\x1f\ud800-\udfff]*)"').match
-# Optional whitespace, a whole key without escapes, optional whitespace, the colon.
-_key_colon: Final = re.compile(r'[ \t\n\r]*"([^"\\\x00-\x1f\ud800-\udfff]*)"[ \t\n\r]*:').match
-# Optional whitespace and a separator or closing bracket.
-_separator: Final = re.compile(r"[ \t\n\r]*[,\]}]").match
+# A whole key without escapes and its colon, with the whitespace around them.
+_key_colon: Final = re.compile(
+    r'[ \t\n\r]*"([^"\\\x00-\x1f\ud800-\udfff]*)"[ \t\n\r]*:[ \t\n\r]*'
+).match
+# A separator or closing bracket, with the whitespace around it.
+_separator: Final = re.compile(r"[ \t\n\r]*([,\]}])[ \t\n\r]*").match
 # A whole number; groups 1/2 (fraction/exponent) make it a float.
 _full_number: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?").match
 # Text that can still grow into a number ("-", "1.", "1e+", ...).
@@ -282,12 +284,14 @@ class PartialJSONParser:
                         if i < n:
                             if type(stack[-1]) is list:
                                 raise self._fail(
-                                    "expected ',' or ']' after an array element", base + i
+                                    "expected ',' or ']' after an array element", base + i, state
                                 )
-                            raise self._fail("expected ',' or '}' after an object member", base + i)
+                            raise self._fail(
+                                "expected ',' or '}' after an object member", base + i, state
+                            )
                         break
                     i = m.end()
-                    c = s[i - 1]
+                    c = m.group(1)
                     top = stack[-1]
                     if c == ",":
                         if type(top) is list:
@@ -304,9 +308,13 @@ class PartialJSONParser:
                     if (c == "]") is not (type(top) is list):
                         if c == "]":
                             raise self._fail(
-                                "expected ',' or '}' after an object member", base + i - 1
+                                "expected ',' or '}' after an object member",
+                                base + m.start(1),
+                                state,
                             )
-                        raise self._fail("expected ',' or ']' after an array element", base + i - 1)
+                        raise self._fail(
+                            "expected ',' or ']' after an array element", base + m.start(1), state
+                        )
                     # close the container: the value does not change
                     keys.pop()
                     stack.pop()
@@ -345,7 +353,9 @@ class PartialJSONParser:
                                 try:
                                     v = int(tok)
                                 except ValueError:
-                                    raise self._fail("number out of range", base + i) from None
+                                    raise self._fail(
+                                        "number out of range", base + i, state
+                                    ) from None
                             i = j
                         else:
                             self._state = state
@@ -354,7 +364,7 @@ class PartialJSONParser:
                             changed = True
                             continue
                     elif c == "{":
-                        self._open({}, base + i)
+                        self._open({}, base + i, state)
                         i += 1
                         m = _key_colon(s, i)
                         if m is not None:
@@ -365,7 +375,7 @@ class PartialJSONParser:
                             state = _KEY_FIRST
                         continue
                     elif c == "[":
-                        self._open([], base + i)
+                        self._open([], base + i, state)
                         i += 1
                         state = _ARRAY_FIRST
                         continue
@@ -380,13 +390,15 @@ class PartialJSONParser:
                             k = i + 1
                             while s[k] == word[k - i]:
                                 k += 1
-                            raise self._fail(f"invalid literal (expected {word!r})", base + k)
+                            raise self._fail(
+                                f"invalid literal (expected {word!r})", base + k, state
+                            )
                     elif c == "]" and state == _ARRAY_FIRST:
                         i += 1
                         state = self._close()
                         continue
                     else:
-                        raise self._fail("expected a JSON value", base + i)
+                        raise self._fail("expected a JSON value", base + i, state)
                     # a complete scalar `v`: store it in its parent
                     changed = True
                     if stack:
@@ -420,7 +432,7 @@ class PartialJSONParser:
                         i += 1
                         state = self._close()
                         continue
-                    raise self._fail("expected a string object key", base + i)
+                    raise self._fail("expected a string object key", base + i, state)
                 if state == _COLON:
                     i = _skip_ws(s, i).end()
                     if i == n:
@@ -429,7 +441,7 @@ class PartialJSONParser:
                         i += 1
                         state = _VALUE
                         continue
-                    raise self._fail("expected ':' after an object key", base + i)
+                    raise self._fail("expected ':' after an object key", base + i, state)
                 if state == _STRING:
                     self._state = state
                     i = self._scan_string(s, i, base)
@@ -444,12 +456,15 @@ class PartialJSONParser:
                 # _DONE
                 i = _skip_ws(s, i).end()
                 if i < n:
-                    raise self._fail("unexpected data after the end of the JSON value", base + i)
+                    raise self._fail(
+                        "unexpected data after the end of the JSON value", base + i, state
+                    )
             self._state = state
             if changed:
                 self._version += 1
         except PartialJSONError as err:
             self._error = err
+            self._version += 1  # `value` now shows what was parsed before the error
             raise
 
     def snapshot(self) -> Any:
@@ -493,7 +508,11 @@ class PartialJSONParser:
 
     # ------------------------------------------------------------------ internals
 
-    def _fail(self, message: str, pos: int) -> PartialJSONError:
+    def _fail(self, message: str, pos: int, state: int = -1) -> PartialJSONError:
+        """Build the error for the character at ``pos``; ``state``: the parser state there
+        when it is only held in a local variable of `feed`."""
+        if state >= 0:
+            self._state = state
         text = self.text
         line = text.count("\n", 0, pos) + 1
         column = pos - (text.rfind("\n", 0, pos) + 1) + 1
@@ -547,8 +566,8 @@ class PartialJSONParser:
                     if m is not None and m.end() == len(carry):
                         cur = _number(carry, m)
         elif state == _NUMBER:
-            if _TERMINAL[self._nphase]:
-                parts = self._nparts
+            parts = self._nparts
+            if _TERMINAL[self._nphase] and parts:
                 if len(parts) > 1:
                     parts[:] = ["".join(parts)]
                 cur = int(parts[0]) if self._nphase <= _N_INT else float(parts[0])
@@ -600,9 +619,9 @@ class PartialJSONParser:
         self._root = v
         return _DONE
 
-    def _open(self, container: Any, pos: int) -> None:
+    def _open(self, container: Any, pos: int, state: int) -> None:
         if len(self._stack) >= self._max_depth:
-            raise self._fail(f"nesting deeper than max_depth={self._max_depth}", pos)
+            raise self._fail(f"nesting deeper than max_depth={self._max_depth}", pos, state)
         self._version += 1
         self._stack.append(container)
         self._keys.append(None)
@@ -635,6 +654,7 @@ class PartialJSONParser:
         # Stream it: long numbers, or find the exact position of an error.
         self._state = _NUMBER
         self._nparts = []
+        self._nphase = _N_MINUS
         return self._scan_number(s, i, base, True)
 
     def _end_number(self, pos: int) -> None:
@@ -645,6 +665,7 @@ class PartialJSONParser:
             try:
                 v: Any = int(tok)
             except ValueError:
+                parts.clear()
                 raise self._fail("number out of range", pos - len(tok)) from None
         else:
             v = float(tok)
@@ -678,7 +699,9 @@ class PartialJSONParser:
                     phase = _N_INT
                     i = _digit_run(s, i + 1).end()
                 else:
-                    raise self._fail("invalid number (expected a digit after '-')", base + i)
+                    raise self._number_fail(
+                        "invalid number (expected a digit after '-')", s, start, i, base, phase
+                    )
             elif phase in (_N_ZERO, _N_INT):
                 if c == ".":
                     phase = _N_DOT
@@ -688,7 +711,9 @@ class PartialJSONParser:
                     i += 1
                 elif c in _DIGITS:
                     if phase == _N_ZERO:
-                        raise self._fail("invalid number (leading zero)", base + i)
+                        raise self._number_fail(
+                            "invalid number (leading zero)", s, start, i, base, phase
+                        )
                     i = _digit_run(s, i).end()
                 else:
                     break
@@ -697,7 +722,9 @@ class PartialJSONParser:
                     phase = _N_FRAC
                     i = _digit_run(s, i).end()
                 else:
-                    raise self._fail("invalid number (expected a digit after '.')", base + i)
+                    raise self._number_fail(
+                        "invalid number (expected a digit after '.')", s, start, i, base, phase
+                    )
             elif phase == _N_FRAC:
                 if c == "e" or c == "E":
                     phase = _N_E
@@ -714,13 +741,27 @@ class PartialJSONParser:
                     phase = _N_EXP
                     i = _digit_run(s, i).end()
                 else:
-                    raise self._fail("invalid number (expected a digit in the exponent)", base + i)
+                    raise self._number_fail(
+                        "invalid number (expected a digit in the exponent)",
+                        s,
+                        start,
+                        i,
+                        base,
+                        phase,
+                    )
             elif phase == _N_ESIGN:
                 if c in _DIGITS:
                     phase = _N_EXP
                     i = _digit_run(s, i).end()
                 else:
-                    raise self._fail("invalid number (expected a digit in the exponent)", base + i)
+                    raise self._number_fail(
+                        "invalid number (expected a digit in the exponent)",
+                        s,
+                        start,
+                        i,
+                        base,
+                        phase,
+                    )
             else:  # _N_EXP
                 if c in _DIGITS:
                     i = _digit_run(s, i).end()
@@ -737,6 +778,15 @@ class PartialJSONParser:
             self._check_int_size()
         return i
 
+    def _number_fail(
+        self, message: str, s: str, start: int, i: int, base: int, phase: int
+    ) -> PartialJSONError:
+        # Keep the valid part of the number, so that `value` shows it after the error.
+        self._nphase = phase
+        if i > start:
+            self._nparts.append(s[start:i])
+        return self._fail(message, base + i)
+
     def _check_int_size(self) -> None:
         """Reject an int too long for int() now, so that `value` never fails on it."""
         limit = sys.get_int_max_str_digits()
@@ -747,6 +797,7 @@ class PartialJSONParser:
             try:
                 int(tok)
             except ValueError:
+                parts.clear()
                 raise self._fail("number out of range", self._fed - len(tok)) from None
 
     def _scan_string(self, s: str, i: int, base: int) -> int:

@@ -366,6 +366,8 @@ def test_hypothesis_mutated_text_rejected_exactly_when_invalid(
     except PartialJSONError as err:
         assert not valid, (text, err)
         assert 0 <= err.position <= len(err.text)
+        # `value` still gives what was parsed before the offending character
+        assert same(p.value, jiter_partial(text[: err.position], True))
         # Everything before the reported position is a viable prefix.
         PartialJSONParser().feed(text[: err.position])
         # Split invariance: one character at a time fails at the same position, on the
@@ -484,7 +486,7 @@ def test_invalid_json_raises_at_the_right_feed(
     p = PartialJSONParser()
     for ch in text[:at]:
         p.feed(ch)
-    before = p.value
+    before = copy.deepcopy(p.value)
     with pytest.raises(PartialJSONError) as info:
         p.feed(text[at])
     err = info.value
@@ -494,7 +496,9 @@ def test_invalid_json_raises_at_the_right_feed(
     assert err.text[err.position] == char
     assert f"position {position}" in str(err)
     assert repr(char) in str(err)
-    assert same(p.value, before)  # the value parsed before the error stays readable
+    # the value parsed before the offending character stays readable
+    assert same(p.value, jiter_partial(text[:position], True))
+    assert same(p.value, before)
     with pytest.raises(PartialJSONError) as again:  # the parser stays failed
         p.feed("1")
     assert again.value is err
