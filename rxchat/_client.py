@@ -40,7 +40,7 @@ from ._streams import (
 )
 from ._transport import DEFAULT_TIMEOUT, HTTPTransport, Timeout
 from .errors import APIResponseValidationError
-from .types import ChatCompletion, ChatCompletionChunk
+from .types import ChatCompletion, ChatCompletionChunk, ParsedChatCompletion
 
 __all__ = ["NOT_GIVEN", "AsyncClient", "Client", "NotGiven"]
 
@@ -272,6 +272,75 @@ class AsyncCompletions:
             return result
         return await self._requester.completion(body, headers, t)
 
+    async def parse(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        frequency_penalty: float | None = None,
+        logit_bias: Mapping[str, int] | None = None,
+        logprobs: bool | None = None,
+        max_completion_tokens: int | None = None,
+        max_tokens: int | None = None,
+        n: int | None = None,
+        parallel_tool_calls: bool | None = None,
+        presence_penalty: float | None = None,
+        reasoning_effort: str | None = None,
+        response_format: type[ResponseFormatT] | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        stream_options: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        tools: Iterable[Mapping[str, Any]] | None = None,
+        top_logprobs: int | None = None,
+        top_p: float | None = None,
+        user: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: TimeoutArg = NOT_GIVEN,
+        **params: Any,
+    ) -> ParsedChatCompletion[ResponseFormatT]:
+        """Create a whole completion and parse it, as the SDKs' ``parse()``.
+
+        ``message.parsed`` holds the ``response_format`` model instance and each tool call's
+        ``function.parsed_arguments`` its parsed arguments; the parsing is that of
+        :meth:`stream` (the same state object), so both give the same result.
+
+        Args:
+            model: the model name.
+            messages: the conversation.
+            response_format: a pydantic model class (sent as a strict ``json_schema``), or a dict.
+            tools: function tools (:func:`~rxchat.pydantic_function_tool` dicts are parsed).
+            timeout: per-call timeout (see :meth:`create`).
+            **params: more body fields.
+
+        Returns:
+            A :class:`~rxchat.ParsedChatCompletion`.
+
+        Raises:
+            LengthFinishReasonError: the answer hit the token limit.
+            ContentFilterFinishReasonError: the content filter stopped the answer.
+            StructuredOutputError: the content or arguments do not validate.
+            APIStatusError: the server answered 4xx/5xx.
+            APIConnectionError: the server could not be reached.
+
+        Example:
+            >>> completion = await client.chat.completions.parse(  # doctest: +SKIP
+            ...     model="m", messages=msgs, response_format=Answer)
+            >>> completion.choices[0].message.parsed  # doctest: +SKIP
+            Answer(...)
+        """
+        named = _named(locals())
+        state: ChatCompletionStreamState[ResponseFormatT] = ChatCompletionStreamState(
+            response_format=response_format, tools=tools
+        )
+        if tools is not None:
+            named["tools"] = state.tools
+        body, headers, t = _build_body(named, params, stream=False)
+        completion = await self._requester.completion(body, headers, t)
+        return _parse_completion(completion, state)
+
     def stream(
         self,
         *,
@@ -393,6 +462,46 @@ class AsyncCompletions:
         """
         body, headers, t = _build_body(_named(locals()), params, stream=True)
         return self._requester.observable(body, headers, t)
+
+
+def _parse_completion(
+    completion: ChatCompletion, state: ChatCompletionStreamState[ResponseFormatT]
+) -> ParsedChatCompletion[ResponseFormatT]:
+    """Parse a whole completion with the stream state: it is fed as one chunk."""
+    choices = []
+    for choice in completion.choices:
+        message = choice.message
+        delta: dict[str, Any] = dict(message.model_extra or {})
+        delta["role"] = message.role
+        for name in ("content", "refusal", "reasoning_content"):
+            value = getattr(message, name)
+            if value is not None:
+                delta[name] = value
+        if message.tool_calls:
+            delta["tool_calls"] = [
+                {
+                    "index": i,
+                    "id": call.id,
+                    "type": call.type,
+                    "function": {"name": call.function.name, "arguments": call.function.arguments},
+                }
+                for i, call in enumerate(message.tool_calls)
+            ]
+        if message.function_call is not None:
+            delta["function_call"] = message.function_call.to_dict()
+        raw: dict[str, Any] = {
+            "index": choice.index,
+            "delta": delta,
+            "finish_reason": choice.finish_reason,
+        }
+        if choice.logprobs is not None:
+            raw["logprobs"] = choice.logprobs.to_dict()
+        choices.append(raw)
+    data = completion.to_dict()
+    data["object"] = "chat.completion.chunk"
+    data["choices"] = choices
+    state.handle_chunk(ChatCompletionChunk.model_validate(data))
+    return state.get_final_completion()
 
 
 def _completion(data: dict[str, Any]) -> ChatCompletion:
@@ -715,6 +824,47 @@ class Completions:
         )
         if isinstance(result, AsyncStream):
             return Stream(result, self._portal)
+        return result
+
+    def parse(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        frequency_penalty: float | None = None,
+        logit_bias: Mapping[str, int] | None = None,
+        logprobs: bool | None = None,
+        max_completion_tokens: int | None = None,
+        max_tokens: int | None = None,
+        n: int | None = None,
+        parallel_tool_calls: bool | None = None,
+        presence_penalty: float | None = None,
+        reasoning_effort: str | None = None,
+        response_format: type[ResponseFormatT] | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        stream_options: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        tools: Iterable[Mapping[str, Any]] | None = None,
+        top_logprobs: int | None = None,
+        top_p: float | None = None,
+        user: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: TimeoutArg = NOT_GIVEN,
+        **params: Any,
+    ) -> ParsedChatCompletion[ResponseFormatT]:
+        """Create a whole completion and parse it (see :meth:`AsyncCompletions.parse`).
+
+        Example:
+            >>> completion = client.chat.completions.parse(  # doctest: +SKIP
+            ...     model="m", messages=msgs, response_format=Answer)
+        """
+        kwargs = {**_named(locals()), **params}
+        result: ParsedChatCompletion[ResponseFormatT] = self._portal.call(
+            lambda: self._async.parse(**kwargs)
+        )
         return result
 
     def stream(

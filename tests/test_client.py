@@ -730,3 +730,53 @@ def test_dropped_sync_client_closes_its_connections(mock: ThreadedMock) -> None:
             break
         threading.Event().wait(0.01)
     assert transport._session is None or transport._session.closed
+
+
+# -- parse -----------------------------------------------------------------------------
+
+
+class City(BaseModel):
+    name: str
+    population: int
+
+
+async def test_async_parse_response_format(aclient: AsyncClient, server: MockServer) -> None:
+    completion = await aclient.chat.completions.parse(
+        model="m", messages=user("x"), response_format=City
+    )
+    parsed = completion.choices[0].message.parsed
+    assert isinstance(parsed, City)
+    assert parsed == City.model_validate_json(completion.choices[0].message.content or "")
+    assert "stream" not in server.requests[-1].body
+    assert server.requests[-1].body["response_format"]["json_schema"]["name"] == "City"
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+
+
+async def test_async_parse_agrees_with_stream(aclient: AsyncClient) -> None:
+    whole = await aclient.chat.completions.parse(
+        model="m", messages=user("x"), response_format=City
+    )
+    async with aclient.chat.completions.stream(
+        model="m", messages=user("x"), response_format=City
+    ) as stream:
+        streamed = await stream.get_final_completion()
+    assert whole.choices[0].message.parsed == streamed.choices[0].message.parsed
+
+
+def test_sync_parse_tools(client: Client) -> None:
+    completion = client.chat.completions.parse(
+        model="m",
+        messages=user("Weather?"),
+        tools=[rxchat._parsing.pydantic_function_tool(City, name="lookup")],
+    )
+    calls = completion.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "lookup"
+    assert isinstance(calls[0].function.parsed_arguments, City)
+
+
+def test_sync_parse_length_raises(client: Client) -> None:
+    with pytest.raises(rxchat.errors.LengthFinishReasonError) as info:
+        client.chat.completions.parse(
+            model="m", messages=user("x"), response_format=City, max_tokens=2
+        )
+    assert info.value.completion is not None

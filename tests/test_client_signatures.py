@@ -15,6 +15,7 @@ from rxchat._client import AsyncClient, AsyncCompletions, Client, Completions
 PAIRS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
     ("chat.completions.create", Completions.create, AsyncCompletions.create),
     ("chat.completions.stream", Completions.stream, AsyncCompletions.stream),
+    ("chat.completions.parse", Completions.parse, AsyncCompletions.parse),
     ("chat.completions.observe", Completions.observe, AsyncCompletions.observe),
     ("stream", Client.stream, AsyncClient.stream),
     ("send", Client.send, AsyncClient.send),
@@ -45,6 +46,7 @@ def test_overloads_match(name: str, sync: Callable[..., Any], async_: Callable[.
 def test_async_methods_are_coroutines_where_they_do_io() -> None:
     assert inspect.iscoroutinefunction(AsyncCompletions.create)
     assert inspect.iscoroutinefunction(AsyncClient.send)
+    assert inspect.iscoroutinefunction(AsyncCompletions.parse)
     # Managers, lazy streams and Observables are returned without awaiting.
     for fn in (AsyncCompletions.stream, AsyncCompletions.observe, AsyncClient.stream):
         assert not inspect.iscoroutinefunction(fn)
@@ -56,8 +58,9 @@ def test_create_stream_and_observe_share_the_request_parameters() -> None:
     create = [p for p in _params(AsyncCompletions.create) if p[0] not in ("self", "stream")]
     stream = [p for p in _params(AsyncCompletions.stream) if p[0] != "self"]
     observe = [p for p in _params(AsyncCompletions.observe) if p[0] != "self"]
+    parse = [p for p in _params(AsyncCompletions.parse) if p[0] != "self"]
     names = [p[0] for p in create]
-    assert names == [p[0] for p in stream] == [p[0] for p in observe]
+    assert names == [p[0] for p in stream] == [p[0] for p in observe] == [p[0] for p in parse]
 
 
 def test_every_openai_create_parameter_is_accepted() -> None:
