@@ -1,0 +1,79 @@
+"""Dedalus-SDK-style code (async) on rxchat: only the import changes.
+
+Run: ``python examples/dedalus_style.py [BASE_URL]`` (against ``rxchat serve`` or any
+OpenAI-compatible server; without a URL an embedded mock server is used).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Literal
+
+from _server import base_url
+from pydantic import BaseModel
+
+from rxchat import AsyncClient as AsyncDedalus  # was: from dedalus_labs import AsyncDedalus
+from rxchat import ChatCompletionStreamState, LengthFinishReasonError
+
+
+class Location(BaseModel):
+    city: str
+    temperature: float
+    units: Literal["c", "f"]
+
+
+async def main(url: str) -> None:
+    async with AsyncDedalus(api_key="your-api-key", base_url=url) as client:
+        print("-- async streaming")
+        stream = await client.chat.completions.create(
+            model="openai/gpt-5-nano",
+            messages=[{"role": "user", "content": "Write a short story"}],
+            stream=True,
+        )
+        async for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                print(chunk.choices[0].delta.content, end="", flush=True)
+        print()
+
+        print("\n-- structured output, streamed")
+        async with client.chat.completions.stream(
+            model="openai/gpt-5-nano",
+            messages=[{"role": "user", "content": "What's the weather in SF?"}],
+            response_format=Location,
+        ) as events:
+            last = None
+            async for event in events:
+                if event.type == "content.delta" and event.parsed and event.parsed != last:
+                    last = event.parsed
+                    print("partial:", last)
+            completion = await events.get_final_completion()
+        location = completion.choices[0].message.parsed
+        print(f"{location.city}: {location.temperature}°{location.units}")
+
+        print("\n-- manual accumulation")
+        state = ChatCompletionStreamState()
+        stream = await client.chat.completions.create(
+            model="openai/gpt-5-nano",
+            messages=[{"role": "user", "content": "Say hello"}],
+            stream=True,
+        )
+        async for chunk in stream:
+            state.handle_chunk(chunk)
+        print(state.get_final_completion().choices[0].message.content)
+
+        print("\n-- the length limit, as in the SDK")
+        try:
+            async with client.chat.completions.stream(
+                model="openai/gpt-5-nano",
+                messages=[{"role": "user", "content": "What's the weather in SF?"}],
+                max_tokens=1,
+                response_format=Location,
+            ) as events:
+                await events.until_done()
+        except LengthFinishReasonError as err:
+            print("truncated:", repr(err.completion.choices[0].message.content))
+
+
+if __name__ == "__main__":
+    with base_url() as url:
+        asyncio.run(main(url))
