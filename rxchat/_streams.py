@@ -106,10 +106,10 @@ class AsyncStream:
         return self
 
     async def _started(self) -> ChunkBatchStream:
+        if self._closed:
+            raise _consumed()
         source = self._source
         if source is None:
-            if self._closed:
-                raise _consumed()
             source = self._source = self._open_source()
             try:
                 await source.start()

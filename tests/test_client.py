@@ -780,3 +780,18 @@ def test_sync_parse_length_raises(client: Client) -> None:
             model="m", messages=user("x"), response_format=City, max_tokens=2
         )
     assert info.value.completion is not None
+
+
+async def test_async_closed_stream_cannot_be_iterated(aclient: AsyncClient) -> None:
+    stream = await aclient.chat.completions.create(model="m?tokens=3", messages=user("x"), stream=True)
+    await stream.close()
+    with pytest.raises(StreamConsumedError):
+        async for _ in stream:
+            pass
+
+
+def test_sync_closed_stream_cannot_be_iterated(client: Client) -> None:
+    stream = client.chat.completions.create(model="m?tokens=3", messages=user("x"), stream=True)
+    stream.close()
+    with pytest.raises(StreamConsumedError):
+        list(stream)
