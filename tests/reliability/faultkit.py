@@ -44,6 +44,7 @@ from rxchat.errors import (
     StreamAPIError,
 )
 from rxchat.mock import MockServer
+from rxchat.operators._accumulate import accumulate
 from rxchat.operators._timeouts import idle_timeout
 
 T = TypeVar("T")
@@ -361,18 +362,30 @@ def _client_kwargs(url: str, fault: Fault) -> dict[str, Any]:
     }
 
 
-async def _subscribe(observable: Any, fault: Fault) -> Outcome:
-    """Subscribe on the running loop; collect every chunk; wait for the end or the error."""
+async def _subscribe(observable: Any, fault: Fault, *, events: bool = False) -> Outcome:
+    """Subscribe on the running loop; collect every item; wait for the end or the error.
+
+    With ``events``, the chunks go through ``ops.accumulate()`` and the items are events.
+    """
     if fault.idle is not None:
         observable = observable.pipe(idle_timeout(fault.idle))
+    if events:
+        observable = observable.pipe(accumulate())
     loop = asyncio.get_running_loop()
     done: asyncio.Future[BaseException | None] = loop.create_future()
     out = Outcome(None, 0.0)
+    last_snapshot: list[Any] = [None]
 
-    def on_next(chunk: Any) -> None:
-        out.chunks += 1
-        if chunk.text:
-            out.texts.append(chunk.text)
+    def on_next(item: Any) -> None:
+        if not events:
+            out.chunks += 1
+            if item.text:
+                out.texts.append(item.text)
+        elif item.type == "chunk":
+            out.chunks += 1
+            last_snapshot[0] = item.snapshot
+        elif item.type == "content.delta" and item.delta:
+            out.texts.append(item.delta)
 
     def finish(err: BaseException | None) -> None:
         if not done.done():
@@ -387,11 +400,13 @@ async def _subscribe(observable: Any, fault: Fault) -> Outcome:
         subscription.dispose()
     if out.error is not None and isinstance(out.error, RxChatError):
         out.completion_text = _content_of(out.error.completion)
+    elif events:
+        out.completion_text = _content_of(last_snapshot[0])
     return out
 
 
-async def run_observable(url: str, fault: Fault) -> Outcome:
-    observable = chat_completion_stream(
+def _source(url: str, fault: Fault) -> Any:
+    return chat_completion_stream(
         model=fault.model(),
         messages=MESSAGES,
         base_url=url,
@@ -399,7 +414,14 @@ async def run_observable(url: str, fault: Fault) -> Outcome:
         timeout=fault.timeout,
         max_retries=fault.max_retries,
     )
-    return await _subscribe(observable, fault)
+
+
+async def run_observable(url: str, fault: Fault) -> Outcome:
+    return await _subscribe(_source(url, fault), fault)
+
+
+async def run_rx_accumulate(url: str, fault: Fault) -> Outcome:
+    return await _subscribe(_source(url, fault), fault, events=True)
 
 
 async def run_observe(url: str, fault: Fault) -> Outcome:
@@ -504,6 +526,14 @@ SURFACES: list[Surface] = [
         idle_timeout=True,
         max_event_bytes=False,
         what="rxchat.chat_completion_stream(...) subscribed (+ ops.idle_timeout)",
+    ),
+    Surface(
+        "rx_accumulate",
+        run_rx_accumulate,
+        accumulates=True,
+        idle_timeout=True,
+        max_event_bytes=False,
+        what="chat_completion_stream(...).pipe(ops.idle_timeout, ops.accumulate()) subscribed",
     ),
     Surface(
         "observe",
@@ -690,8 +720,13 @@ def cli_env() -> dict[str, str]:
 
 
 def cli_command(*args: str) -> list[str]:
-    """``python -m rxchat <args>`` (works without the console script on PATH)."""
-    return [sys.executable, "-m", "rxchat", *args]
+    """The ``rxchat`` console script's entry point run by this interpreter (no PATH needed)."""
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from rxchat._cli import main; sys.exit(main())",
+        *args,
+    ]
 
 
 def run_cli(args: list[str], *, timeout: float = HANG_GUARD, env: dict[str, str] | None = None) -> Outcome:
