@@ -56,6 +56,7 @@ def _state(server: MockServer | _PlainRunner) -> MockState:
         ("mock?tokens=50&stall_first=30&keepalive=0.01", True),  # stalled, sending keep-alives
         ("mock?tokens=1000000", True),  # fast path: big batched writes
         ("mock?tokens=1000&drip=1", True),  # one byte at a time
+        ("mock?tokens=1000&drip=1&drip_delay=0.002", True),  # one byte at a time, paced
     ],
 )
 async def test_disconnect_is_recorded_and_generation_stops(

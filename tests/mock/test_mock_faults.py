@@ -207,7 +207,7 @@ async def test_no_done(post: Post, mock_server: MockServer) -> None:
 async def test_drip_one_byte_at_a_time(
     mock_server: MockServer, http: aiohttp.ClientSession
 ) -> None:
-    body = {"model": "mock?tokens=0&drip=1&drip_delay=0.0002", "messages": USER, "stream": True}
+    body = {"model": "mock?tokens=0&drip=1", "messages": USER, "stream": True}
     reads: list[bytes] = []
     async with http.post(mock_server.url + "/chat/completions", json=body) as resp:
         async for piece in resp.content.iter_any():
