@@ -581,6 +581,22 @@ def test_text_property_and_empty_feed() -> None:
     assert p.finish() == [1, 2]
 
 
+def test_text_survives_many_deltas_and_bytes_are_refused() -> None:
+    doc = json.dumps([{"i": i, "s": "x" * (i % 7)} for i in range(300)])
+    p = PartialJSONParser()
+    for k in range(0, len(doc), 3):
+        p.feed(doc[k : k + 3])
+        if k == 300:
+            assert p.text == doc[:303]
+    assert p.text == doc
+    assert p.finish() == json.loads(doc)
+    q = PartialJSONParser()
+    with pytest.raises(TypeError, match="bytes"):
+        q.feed(b"[1]")  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        q.feed(b"")  # type: ignore[arg-type]
+
+
 # ----------------------------------------------------------------------------- nesting
 
 
