@@ -24,8 +24,8 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reliability"))
 
-from cancelkit import PATHS  # noqa: E402
-from faultkit import (  # noqa: E402
+from cancelkit import PATHS
+from faultkit import (
     SENTINEL_KEY,
     ThreadedServer,
     check,

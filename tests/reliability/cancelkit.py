@@ -276,9 +276,8 @@ def _sync(fn: Callable[[Client], float]) -> Callable[[ThreadedServer], Awaitable
 @_sync
 def sync_for_break(client: Client) -> float:
     """``break`` out of ``for chunk in client.chat.completions.create(stream=True)``."""
-    n = 0
-    for _ in client.chat.completions.create(model=ENDLESS, messages=MESSAGES, stream=True):
-        n += 1
+    stream = client.chat.completions.create(model=ENDLESS, messages=MESSAGES, stream=True)
+    for n, _ in enumerate(stream, 1):
         if n == SEEN:
             t0 = time.monotonic()
             break
@@ -289,9 +288,7 @@ def sync_for_break(client: Client) -> float:
 def sync_with_exit(client: Client) -> float:
     """Leaving ``with client.chat.completions.create(stream=True)`` before the end."""
     with client.chat.completions.create(model=ENDLESS, messages=MESSAGES, stream=True) as s:
-        n = 0
-        for _ in s:
-            n += 1
+        for n, _ in enumerate(s, 1):
             if n == SEEN:
                 t0 = time.monotonic()
                 break
@@ -402,4 +399,3 @@ PATHS: list[Callable[[ThreadedServer], Awaitable[Stop]]] = [
     sync_exception_in_loop,
     sync_observe_dispose,
 ]
-

@@ -600,9 +600,11 @@ async def reference_pieces(url: str, model: str = f"mock?tokens={TOKENS}") -> li
     """
     body = {"model": model, "messages": MESSAGES, "stream": True}
     headers = {"Authorization": f"Bearer {SENTINEL_KEY}"}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(url + "/chat/completions", json=body, headers=headers) as resp:
-            raw = await resp.read()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/chat/completions", json=body, headers=headers) as resp,
+    ):
+        raw = await resp.read()
     pieces: list[str] = []
     for frame in raw.split(b"\n\n"):
         if not frame.startswith(b"data: ") or frame == b"data: [DONE]":
@@ -636,9 +638,7 @@ def check(fault: Fault, surface: Surface, out: Outcome, pieces: list[str]) -> li
         if fault.expect_text == "all":
             expected = "".join(pieces)
         elif fault.expect_text == "utf8":
-            expected = (
-                "".join(pieces[:AFTER]) + "\ufffd\ufffd bad \ufffd" + "".join(pieces[AFTER:])
-            )
+            expected = "".join(pieces[:AFTER]) + "\ufffd\ufffd bad \ufffd" + "".join(pieces[AFTER:])
         elif fault.expect_text == "big":
             expected = ("abcdefghij" * 1_000_000) + "".join(pieces)
         else:
@@ -729,7 +729,9 @@ def cli_command(*args: str) -> list[str]:
     ]
 
 
-def run_cli(args: list[str], *, timeout: float = HANG_GUARD, env: dict[str, str] | None = None) -> Outcome:
+def run_cli(
+    args: list[str], *, timeout: float = HANG_GUARD, env: dict[str, str] | None = None
+) -> Outcome:
     """Run the CLI to completion; ``error`` stays ``None`` (see ``returncode`` and ``output``)."""
     start = time.perf_counter()
     proc = subprocess.run(

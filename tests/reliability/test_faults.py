@@ -99,7 +99,9 @@ async def test_keepalives_do_not_reset_the_idle_timeout(
     assert not (isinstance(out.error, APITimeoutError) and "read timeout" in str(out.error))
 
 
-@pytest.mark.parametrize("surface_name", ["observable", "async_create", "async_stream", "sync_create"])
+@pytest.mark.parametrize(
+    "surface_name", ["observable", "async_create", "async_stream", "sync_create"]
+)
 async def test_drop_behind_a_slow_consumer_keeps_every_byte_received(
     surface_name: str, threaded_server: ThreadedServer, no_leftover_tasks: None
 ) -> None:
