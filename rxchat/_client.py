@@ -19,11 +19,12 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOThreadSafeScheduler
+from typing_extensions import TypeVar
 
 from ._edgee import InputObject, SendResponse, edgee_request
 from ._parsing import type_to_response_format_param
@@ -46,7 +47,8 @@ __all__ = ["NOT_GIVEN", "AsyncClient", "Client", "NotGiven"]
 
 _PATH = "/chat/completions"
 
-ResponseFormatT = TypeVar("ResponseFormatT")
+# Defaults to None so that ``stream(...)`` without response_format needs no annotation.
+ResponseFormatT = TypeVar("ResponseFormatT", default=None)
 
 
 class NotGiven:

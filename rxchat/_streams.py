@@ -25,7 +25,9 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic
+
+from typing_extensions import TypeVar
 
 from ._portal import BatchBridge, Portal
 from .errors import IncompleteStreamError, RxChatError, StreamConsumedError
@@ -46,7 +48,8 @@ __all__ = [
     "Stream",
 ]
 
-ResponseFormatT = TypeVar("ResponseFormatT")
+# Defaults to None so that ``stream(...)`` without response_format needs no annotation.
+ResponseFormatT = TypeVar("ResponseFormatT", default=None)
 
 _BRIDGE_BATCHES = 8  # per-read batches buffered between the loop thread and the consumer
 

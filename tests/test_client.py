@@ -249,7 +249,7 @@ async def test_bad_arguments_raise_before_any_request(aclient: AsyncClient, serv
     with pytest.raises(TypeError):
         await aclient.chat.completions.create(model="m", messages=user("x"), response_format=3)
     with pytest.raises(TypeError):
-        await aclient.chat.completions.create(model="m", messages=user("x"), timeout="1")  # type: ignore[arg-type]
+        await aclient.chat.completions.create(model="m", messages=user("x"), timeout="1")
     assert server.requests == []
 
 
