@@ -190,7 +190,7 @@ class SendResponse:
         choices = [
             Choice(
                 index=c.index,
-                message=c.message.model_dump(mode="json", exclude_none=True),
+                message=c.message.to_dict(),
                 finish_reason=c.finish_reason,
             )
             for c in completion.choices
