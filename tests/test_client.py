@@ -795,3 +795,21 @@ def test_sync_closed_stream_cannot_be_iterated(client: Client) -> None:
     stream.close()
     with pytest.raises(StreamConsumedError):
         list(stream)
+
+
+def test_no_task_left_on_the_loop_thread(client: Client, mock: ThreadedMock) -> None:
+    with client.chat.completions.stream(model="m?tokens=5", messages=user("x")) as stream:
+        stream.until_done()
+    for i, _ in enumerate(client.chat.completions.create(model=LONG, messages=user("x"), stream=True)):
+        if i == 3:
+            break
+    with client.chat.completions.create(model=LONG, messages=user("x"), stream=True) as raw:
+        next(raw)
+    list(client.stream("m?tokens=3", "hi"))
+    mock.wait_for_disconnect(count=2)
+
+    async def others() -> set[asyncio.Task[Any]]:
+        await asyncio.sleep(0.05)  # let finalizer tasks, if any, run
+        return asyncio.all_tasks() - {asyncio.current_task()}  # type: ignore[operator]
+
+    assert get_portal().call(others) == set()
