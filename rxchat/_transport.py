@@ -560,15 +560,17 @@ def _take_buffered(resp: aiohttp.ClientResponse) -> bytes:
 
 
 _NEW, _OPEN, _ENDED = 0, 1, 2
+_FEED_SIZE = 8192  # bytes decoded per batch at most
 
 
 class ChunkBatchStream:
-    """One streamed request, read as lists of chunks (one list per socket read, never empty).
+    """One streamed request, read as lists of chunks (one list per read, never empty).
 
     An async iterator and an async context manager. Entering the context (or the first
     ``__anext__``) sends the request, retrying failures that happen before the body begins;
     status errors are raised there. Then each iteration returns the chunks decoded from one read
-    of the socket. A fault in the body (invalid JSON, an ``error`` frame, a broken connection, a
+    of the socket (a read larger than 8 KiB is decoded in 8 KiB slices, one list each). A fault
+    in the body (invalid JSON, an ``error`` frame, a broken connection, a
     body without ``[DONE]`` or finish reason) first delivers the chunks decoded before it, then
     raises on the next iteration. ``data: [DONE]`` ends the iteration and the reading.
 
@@ -588,10 +590,11 @@ class ChunkBatchStream:
         "_deadline",
         "_decoder",
         "_extra_headers",
-        "_first",
         "_path",
         "_pending_error",
+        "_pos",
         "_resp",
+        "_rest",
         "_state",
         "_timeout",
         "_transport",
@@ -617,7 +620,8 @@ class ChunkBatchStream:
         self._decoder = ChunkDecoder(max_event_bytes=transport.max_event_bytes)
         self._resp: aiohttp.ClientResponse | None = None
         self._state = _NEW
-        self._first: bytes | None = None
+        self._rest: bytes | None = None  # received, not decoded yet (from self._pos on)
+        self._pos = 0
         self._pending_error: BaseException | None = None
         self._deadline: float | None = None
         self.response_headers: Mapping[str, str] | None = None
@@ -719,7 +723,8 @@ class ChunkBatchStream:
                     # retried; afterwards never (the stream would be replayed).
                     first = await resp.content.readany()
                     self._resp = resp
-                    self._first = first
+                    self._rest = first  # decoded by the first __anext__
+                    self._pos = 0
                     self._state = _OPEN
                     self.status_code = resp.status
                     self.response_headers = resp.headers
@@ -771,12 +776,26 @@ class ChunkBatchStream:
         decoder = self._decoder
         read = resp.content.readany
         try:
-            data = self._first
-            if data is not None:
-                self._first = None
-            else:
-                data = await read()
             while True:
+                data = self._rest
+                if data is None:
+                    data = await read()
+                    if len(data) > _FEED_SIZE:
+                        self._rest = data
+                        self._pos = 0
+                if self._rest is not None:
+                    # A large read is decoded in slices: each batch stays small, so its chunk
+                    # objects die young instead of surviving garbage-collector passes
+                    # (measured: about half the CPU per chunk on fast streams).
+                    pos = self._pos
+                    end = pos + _FEED_SIZE
+                    if end >= len(data):
+                        self._rest = None
+                        if pos:
+                            data = data[pos:]
+                    else:
+                        self._pos = end
+                        data = data[pos:end]
                 if not data:  # end of body
                     self._end(close=False)
                     decoder.close()  # raises IncompleteStreamError on a truncated stream
@@ -786,7 +805,6 @@ class ChunkBatchStream:
                     return self._last_batch(chunks)
                 if chunks:
                     return chunks
-                data = await read()
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             # aiohttp raises a broken connection's error before handing out the bytes it had
             # already buffered (a FIN right behind the last chunks, read while the consumer was
@@ -830,7 +848,7 @@ class ChunkBatchStream:
 
     def _end(self, *, close: bool) -> None:
         self._state = _ENDED
-        self._first = None
+        self._rest = None
         resp, self._resp = self._resp, None
         if resp is not None:
             if close:
