@@ -146,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         ("nested", nested_doc),
         ("records", records_doc),
     ]
-    print(f"python {sys.version.split()[0]}, jiter {jiter.__version__}, {DELTA}-char deltas;")
+    jiter_version = getattr(jiter, "__version__", "?")
+    print(f"python {sys.version.split()[0]}, jiter {jiter_version}, {DELTA}-char deltas;")
     print("CPU µs per delta, best / median of repeats. 'feed+snap' takes a snapshot of the")
     print("partial value after every delta, as parse_structured does; 'feed' alone shows the")
     print("parsing cost. The jiter baseline re-parses the whole prefix after every delta.\n")

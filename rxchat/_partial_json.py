@@ -233,8 +233,15 @@ class PartialJSONParser:
 
     @property
     def value(self) -> Any:
-        """The value denoted by the text so far (see the module docstring); ``None`` when
-        there is nothing usable yet at the top level. Read-only snapshot."""
+        """The value denoted by the text so far, as jiter's partial mode would give it.
+
+        Returns:
+            A snapshot that later feeds never change (closed containers inside it are
+            shared with later snapshots: treat it as read-only); the same object while the
+            value has not changed; ``None`` while there is nothing usable at the top level
+            (empty or whitespace-only text, ``-``, ``tru``, ``"abc`` without
+            ``partial_strings``: prefixes for which jiter raises).
+        """
         return self.snapshot()
 
     @property
@@ -268,6 +275,7 @@ class PartialJSONParser:
             PartialJSONError: the text fed so far cannot be the start of valid JSON
                 (raised again by every later call once it happened), or `finish` was
                 already called.
+            TypeError: ``text`` is not a ``str`` (decode bytes first).
         """
         if self._error is not None:
             raise self._error
@@ -493,7 +501,7 @@ class PartialJSONParser:
             raise
 
     def snapshot(self) -> Any:
-        """Same as `value`."""
+        """Same as `value` (a method, for use as a callback)."""
         if self._snap_version == self._version:
             return self._snap
         snap = self._build()
