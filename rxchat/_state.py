@@ -11,14 +11,14 @@ OpenAI SDK's ``ChatCompletionStreamState``, in time linear in the length of the 
   object whose text fields are brought up to date when it is read, never re-serialised.
 
 A delta event's deferred fields (``snapshot``, ``parsed``, ``arguments`` ...) give the value as it
-was when the event was emitted. The partial JSON value of an event that is still referenced is
-built before the parser moves on (the state keeps a weak reference to the latest such event), so
-an event nobody keeps costs nothing.
+was when the event was emitted, and an event whose fields nobody reads costs O(1). Reading
+``parsed`` while the event is the latest one costs a snapshot of the parser's value; reading it
+after the parser moved on replays the text up to that event on a second parser (kept, so reading
+retained events in order costs linear time overall).
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar, cast
 
@@ -103,26 +103,26 @@ class _Text:
 
 
 class _Incremental:
-    """A PartialJSONParser over a _Text, fed lazily up to the current piece, with the weak
-    reference to the last event whose partial value is still deferred."""
+    """A PartialJSONParser over a _Text, fed up to the current piece on demand."""
 
-    __slots__ = ("failed", "fed", "parser", "pending", "text")
+    __slots__ = ("failed", "fed", "parser", "partial_strings", "replay", "replayed", "text")
 
     def __init__(self, text: _Text, partial_strings: bool) -> None:
         self.text = text
+        self.partial_strings = partial_strings
         self.parser = PartialJSONParser(partial_strings=partial_strings)
         self.fed = 0  # pieces fed
         self.failed = False
-        self.pending: weakref.ref[Any] | None = None
+        self.replay: PartialJSONParser | None = None  # for values read after the parser moved on
+        self.replayed = 0
 
     def advance(self) -> None:
-        """Feed the pieces not fed yet (first resolving the deferred value of a live event)."""
+        """Feed the pieces not fed yet."""
         parts = self.text.parts
         fed = self.fed
         n = len(parts)
         if fed == n:
             return
-        self.settle()
         try:
             self.parser.feed(parts[fed] if n - fed == 1 else "".join(parts[fed:n]))
         except PartialJSONError:
@@ -136,21 +136,19 @@ class _Incremental:
             return None
         return self.parser.value
 
-    def settle(self) -> None:
-        pending = self.pending
-        if pending is not None:
-            self.pending = None
-            event = pending()
-            if event is not None:
-                event._rx_resolve()
-
-    def defer(self, event: Any) -> None:
-        self.pending = weakref.ref(event)
-
     def value_at(self, fed: int) -> Any:
-        if fed != self.fed:  # unreachable: a live event is resolved before the parser moves on
-            raise RuntimeError("partial JSON value requested after the parser moved on")
-        return self.parser.value
+        """The partial value of the first ``fed`` pieces."""
+        if fed == self.fed and not self.failed:
+            return self.parser.value
+        # read after the parser moved on: replay the text up to that point on a second parser
+        replay = self.replay
+        if replay is None or self.replayed > fed:
+            replay = self.replay = PartialJSONParser(partial_strings=self.partial_strings)
+            self.replayed = 0
+        if self.replayed < fed:
+            replay.feed("".join(self.text.parts[self.replayed : fed]))
+            self.replayed = fed
+        return replay.value
 
 
 def _value_at(arg: tuple[_Incremental, int]) -> Any:
@@ -516,7 +514,6 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
             if incremental is not None:
                 lazy["parsed"] = (_value_at, (incremental, incremental.fed))
                 event = ev._build_content_delta({"delta": content, "choice_index": index}, lazy)
-                incremental.defer(event)
             else:
                 event = ev._build_content_delta(
                     {"delta": content, "parsed": None, "choice_index": index}, lazy
@@ -548,7 +545,6 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 if incremental is not None:
                     lazy["parsed_arguments"] = (_value_at, (incremental, incremental.fed))
                     event = ev._build_tool_delta(values, lazy)
-                    incremental.defer(event)
                 else:
                     values["parsed_arguments"] = None
                     event = ev._build_tool_delta(values, lazy)
@@ -974,7 +970,6 @@ def _finish_json(text: _Text, incremental: _Incremental | None, partial_strings:
     if incremental is None:
         incremental = _Incremental(text, partial_strings)
     incremental.advance()
-    incremental.settle()
     return incremental.parser.finish()
 
 

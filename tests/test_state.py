@@ -8,6 +8,7 @@ import json
 import pickle
 from typing import Any, Literal
 
+import jiter
 import pytest
 from pydantic import BaseModel, TypeAdapter
 from typing_extensions import TypedDict
@@ -466,3 +467,17 @@ def test_final_completion_dump_round_trips() -> None:
     assert ParsedChatCompletion.model_validate(data).choices[0].message.content == (
         '{"city": "Nice", "temperature": 22, "units": "c"}'
     )
+
+
+def test_partial_values_read_in_any_order_after_the_stream() -> None:
+    text = '{"a": [1, 2, {"b": "c"}], "d": null}'
+    state: ChatCompletionStreamState[Any] = ChatCompletionStreamState(response_format=dict)
+    events = feed(state, *content_chunks(*text))
+    deltas = [e for e in events if isinstance(e, ContentDeltaEvent)][1:]
+    backwards = [e.parsed for e in reversed(deltas)][::-1]
+    expected = [
+        jiter.from_json(text[: i + 1].encode(), partial_mode=True) for i in range(len(text))
+    ]
+    assert backwards == expected
+    assert [e.parsed for e in deltas] == expected  # in order, after the backward pass
+    assert expected[-1] == {"a": [1, 2, {"b": "c"}], "d": None}
