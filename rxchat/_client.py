@@ -758,9 +758,13 @@ class AsyncClient:
 class Completions:
     """``client.chat.completions`` of :class:`Client` (forwards to :class:`AsyncCompletions`)."""
 
-    def __init__(self, completions: AsyncCompletions, portal: Portal) -> None:
+    def __init__(self, completions: AsyncCompletions) -> None:
         self._async = completions
-        self._portal = portal
+
+    @property
+    def _portal(self) -> Portal:
+        # Looked up per call: in a forked child the parent's loop thread does not exist.
+        return get_portal()
 
     @overload
     def create(
@@ -968,8 +972,8 @@ class Completions:
 class Chat:
     """``client.chat`` of :class:`Client`."""
 
-    def __init__(self, completions: AsyncCompletions, portal: Portal) -> None:
-        self.completions = Completions(completions, portal)
+    def __init__(self, completions: AsyncCompletions) -> None:
+        self.completions = Completions(completions)
 
 
 class Client:
@@ -1007,8 +1011,12 @@ class Client:
             verify_ssl=verify_ssl,
             max_event_bytes=max_event_bytes,
         )
-        self._portal = get_portal()
-        self.chat = Chat(self._async.chat.completions, self._portal)
+        self.chat = Chat(self._async.chat.completions)
+
+    @property
+    def _portal(self) -> Portal:
+        # Looked up per call: in a forked child the parent's loop thread does not exist.
+        return get_portal()
 
     @property
     def api_key(self) -> str | None:
