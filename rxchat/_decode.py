@@ -37,8 +37,10 @@ def _error_message(body: Any) -> str:
         message = info.get("message")
         if isinstance(message, str) and message:
             return message
-        return orjson.dumps(info).decode()
-    return str(info)
+    elif isinstance(info, str) and info:
+        return info
+    # No usable message ({"error": ""}, null, {}): say what was sent rather than nothing.
+    return f"the server sent an error in the stream: {_preview(orjson.dumps(body).decode())}"
 
 
 class ChunkDecoder:
