@@ -64,10 +64,12 @@ import sys
 from collections.abc import Callable
 from typing import Any, Final, cast
 
+from .errors import RxChatError
+
 __all__ = ["PartialJSONError", "PartialJSONParser"]
 
 
-class PartialJSONError(ValueError):
+class PartialJSONError(RxChatError, ValueError):
     """The text fed so far is not a prefix of any valid JSON document (or ends too early).
 
     Attributes:
