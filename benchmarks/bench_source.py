@@ -24,6 +24,9 @@ split as it arrived from the socket: SSE decoding alone, + ``orjson.loads``, + p
 ``model_validate_json``, and ``ChunkDecoder.feed`` (which returns a read's chunks as one list)
 fed 8 KiB slices as the transport does, or whole socket reads with the cyclic GC on and off
 (holding hundreds of chunk models at once makes them survive GC passes). ``--profile`` adds a cProfile (CPU time) of one rxchat-source run.
+
+``--large-events`` adds the SSE decoder's cost on one huge event (1, 10 and 40 MB, fed in 64 KiB
+reads and in one read): MB/s stays flat as the event grows, i.e. decoding is linear.
 """
 
 from __future__ import annotations
@@ -372,12 +375,33 @@ def profile(url: str, model: str, top: int) -> str:
     return out.getvalue()
 
 
+def large_events(repeat: int) -> list[tuple[int, str, float]]:
+    """Seconds to decode one event of N MB, in 64 KiB reads and in one read (best of repeat)."""
+    rows = []
+    for megabytes in (1, 10, 40):
+        body = b"data: " + b"x" * (megabytes * 1_000_000) + b"\n\n"
+        for label, size in (("64 KiB reads", 65536), ("one read", len(body))):
+            reads = [body[i : i + size] for i in range(0, len(body), size)]
+            best = float("inf")
+            for _ in range(repeat):
+                start = time.process_time()
+                decoder = SSEDecoder()
+                events = [event for data in reads for event in decoder.feed(data)]
+                best = min(best, time.process_time() - start)
+                assert len(events) == 1 and len(events[0].data) == megabytes * 1_000_000
+            rows.append((megabytes, label, best))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=100_000, help="content chunks per stream")
     parser.add_argument("--repeat", type=int, default=5, help="runs per contender (median)")
     parser.add_argument("--only", default="", help="comma-separated name prefixes to run")
     parser.add_argument("--stages", action="store_true", help="in-process cost per decoding stage")
+    parser.add_argument(
+        "--large-events", action="store_true", help="SSE decoding of one 1/10/40 MB event"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile one rxchat-source run")
     parser.add_argument("--top", type=int, default=25, help="functions shown by --profile")
     args = parser.parse_args()
@@ -420,6 +444,15 @@ def main() -> None:
             print(f"|{'-' * 54}|{'-' * 10}|{'-' * 10}|")
             for name, cost in rows:
                 print(f"| {name:52} | {cost:8.2f} | {cost / base:7.2f}x |")
+        if args.large_events:
+            print()
+            print(f"One large SSE event through SSEDecoder (CPU, best of {args.repeat}):")
+            print()
+            print(f"| {'event':>6} | {'fed as':12} | {'seconds':>8} | {'MB/s':>7} |")
+            print(f"|{'-' * 8}|{'-' * 14}|{'-' * 10}|{'-' * 9}|")
+            for megabytes, label, seconds in large_events(args.repeat):
+                rate = megabytes / seconds if seconds else float("inf")
+                print(f"| {megabytes:>3} MB | {label:12} | {seconds:8.4f} | {rate:7.0f} |")
         if args.profile:
             print()
             print(f"cProfile of one rxchat-source run ({args.tokens} chunks), by own time:")
