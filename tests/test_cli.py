@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import signal
@@ -459,3 +460,54 @@ async def test_help() -> None:
     for command, (code, out, _) in zip(commands, results, strict=True):
         assert code == 0
         assert out.startswith(f"usage: rxchat {command}")
+
+
+# -- rendering in a terminal (rich), in-process ------------------------------------------------
+
+
+class FakeTerminal(io.StringIO):
+    """A text stream that says it is a terminal, so the CLI renders with rich."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_rich_rendering_of_an_answer_and_a_structured_value() -> None:
+    from rxchat import operators as ops
+    from rxchat._cli import render_answer, render_structured, render_tool_calls
+    from rxchat._render import Output
+
+    terminal = FakeTerminal()
+    out = Output(stream=terminal)
+    assert out.rich
+    await render_answer(
+        rxchat.from_sse_bytes(CORPUS / "plain_text.sse").pipe(ops.accumulate()), out
+    )
+    assert corpus_text("plain_text.sse")[:20] in terminal.getvalue()
+
+    terminal = FakeTerminal()
+    out = Output(stream=terminal)
+    events = rxchat.from_sse_bytes(CORPUS / "structured_location.sse").pipe(
+        ops.accumulate(), ops.parse_structured(dict)
+    )
+    await render_structured(events, out, "Location")
+    shown = terminal.getvalue()
+    assert "Location" in shown and "done" in shown and "San Francisco" in shown
+
+    terminal = FakeTerminal()
+    out = Output(stream=terminal)
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "strict": True, "parameters": {}}}
+    ]
+    events = rxchat.from_sse_bytes(CORPUS / "strict_dict_tool.sse").pipe(
+        ops.accumulate(), ops.extract_tool_calls(tools)
+    )
+    await render_tool_calls(events, out)
+    assert "get_weather" in terminal.getvalue()
+
+
+def test_plain_output_when_asked_even_in_a_terminal() -> None:
+    from rxchat._render import Output
+
+    assert not Output(plain=True, stream=FakeTerminal()).rich
+    assert not Output(stream=io.StringIO()).rich
