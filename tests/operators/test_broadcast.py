@@ -300,3 +300,23 @@ async def test_replay_source_broadcast() -> None:
     first = await shared.pipe(rops.to_list())
     second = await shared.pipe(rops.to_list())
     assert [c.text for c in first] == [c.text for c in second] == ["a", "b", "c"]
+
+
+async def test_with_the_real_operators_late_views_agree(server: MockServer) -> None:
+    from rxchat import operators as ops
+
+    shared = chat_completion_stream(
+        model="mock?tokens=40&delay=0.002", messages=USER, base_url=server.url
+    ).pipe(ops.accumulate(), ops.broadcast())
+    text_view = asyncio.ensure_future(shared.pipe(ops.text(), rops.to_list()))
+    while server.active_streams == 0 or server.streams[-1].chunks < 8:
+        await asyncio.sleep(0.002)
+    # A late subscriber: its first event carries the snapshot of everything it missed.
+    late_first = await shared.pipe(rops.first())
+    assert isinstance(late_first, ChunkEvent)
+    assert late_first.snapshot.choices[0].message.content
+    final = await shared.pipe(ops.final_completion())
+    expected = server.streams[-1].texts[0]
+    assert "".join(await text_view) == expected
+    assert final.choices[0].message.content == expected
+    assert len(server.requests) == 1
