@@ -407,13 +407,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
             if chunk.system_fingerprint is not None:
                 completion.system_fingerprint = chunk.system_fingerprint
         choices = chunk.choices
-        events: list[Any] = [
-            ev._build_chunk(
-                {"chunk": chunk, "choice_index": choices[0].index if choices else 0},
-                {"snapshot": (_sync_snapshot, self)},
-                self,
-            )
-        ]
+        events: list[Any] = [ev._build_chunk(chunk, choices[0].index if choices else 0, self)]
         for raw in choices:
             choice = self._choices.get(raw.index)
             if choice is None:
@@ -490,10 +484,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
             text = choice.reasoning
             assert text is not None
             events.append(
-                ev._build_reasoning_delta(
-                    {"delta": reasoning, "choice_index": index},
-                    {"snapshot": (text.prefix, len(text.parts))},
-                )
+                ev._build_reasoning_delta(reasoning, (text.prefix, len(text.parts)), index)
             )
         if (
             choice.reasoning is not None
@@ -509,16 +500,15 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         if content is not None:
             text = choice.content
             assert text is not None
-            lazy: dict[str, Any] = {"snapshot": (text.prefix, len(text.parts))}
             incremental = self._content_incremental(choice)
-            if incremental is not None:
-                lazy["parsed"] = (_value_at, (incremental, incremental.fed))
-                event = ev._build_content_delta({"delta": content, "choice_index": index}, lazy)
-            else:
-                event = ev._build_content_delta(
-                    {"delta": content, "parsed": None, "choice_index": index}, lazy
+            events.append(
+                ev._build_content_delta(
+                    content,
+                    (text.prefix, len(text.parts)),
+                    None if incremental is None else (_value_at, (incremental, incremental.fed)),
+                    index,
                 )
-            events.append(event)
+            )
         if refusal is not None:
             text = choice.refusal
             assert text is not None
@@ -534,21 +524,19 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 function = tool_delta.function
                 args = call.args
                 assert args is not None
-                values: dict[str, Any] = {
-                    "name": call.name or "",
-                    "index": tool_delta.index,
-                    "arguments_delta": (function.arguments if function is not None else None) or "",
-                    "choice_index": index,
-                }
-                lazy = {"arguments": (args.prefix, len(args.parts))}
                 incremental = self._tool_incremental(call)
-                if incremental is not None:
-                    lazy["parsed_arguments"] = (_value_at, (incremental, incremental.fed))
-                    event = ev._build_tool_delta(values, lazy)
-                else:
-                    values["parsed_arguments"] = None
-                    event = ev._build_tool_delta(values, lazy)
-                events.append(event)
+                events.append(
+                    ev._build_tool_delta(
+                        call.name or "",
+                        tool_delta.index,
+                        (args.prefix, len(args.parts)),
+                        None
+                        if incremental is None
+                        else (_value_at, (incremental, incremental.fed)),
+                        (function.arguments if function is not None else None) or "",
+                        index,
+                    )
+                )
         if logprobs is not None and choice.logprobs is not None:
             if logprobs.content and choice.logprobs.content:
                 events.append(
@@ -959,10 +947,6 @@ def _tool_call_model(call: _ToolCall, parsed: Any) -> ParsedFunctionToolCall:
         ),
         index=call.index,
     )
-
-
-def _sync_snapshot(state: ChatCompletionStreamState[Any]) -> ParsedChatCompletion[Any]:
-    return state._snapshot()
 
 
 def _finish_json(text: _Text, incremental: _Incremental | None, partial_strings: bool) -> Any:
