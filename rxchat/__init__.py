@@ -10,8 +10,10 @@ from . import events as events
 from . import mock as mock
 from . import operators as operators
 from . import types as types
+from ._client import NOT_GIVEN as NOT_GIVEN
 from ._client import AsyncClient as AsyncClient
 from ._client import Client as Client
+from ._client import NotGiven as NotGiven
 from ._decode import ChunkDecoder as ChunkDecoder
 from ._edgee import InputObject as InputObject
 from ._edgee import SendResponse as SendResponse
@@ -23,6 +25,12 @@ from ._sources import from_sse_bytes as from_sse_bytes
 from ._sse import ServerSentEvent as ServerSentEvent
 from ._sse import SSEDecoder as SSEDecoder
 from ._state import ChatCompletionStreamState as ChatCompletionStreamState
+from ._streams import AsyncChatCompletionStream as AsyncChatCompletionStream
+from ._streams import AsyncChatCompletionStreamManager as AsyncChatCompletionStreamManager
+from ._streams import AsyncStream as AsyncStream
+from ._streams import ChatCompletionStream as ChatCompletionStream
+from ._streams import ChatCompletionStreamManager as ChatCompletionStreamManager
+from ._streams import Stream as Stream
 from ._transport import Timeout as Timeout
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
@@ -34,7 +42,15 @@ from .types import StreamChunk as StreamChunk
 __version__ = "0.1.0"
 
 __all__ = [
+    "NOT_GIVEN",
+    "AsyncChatCompletionStream",
+    "AsyncChatCompletionStreamManager",
     "AsyncClient",
+    "AsyncStream",
+    "ChatCompletionStream",
+    "ChatCompletionStreamManager",
+    "NotGiven",
+    "Stream",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatCompletionStreamState",

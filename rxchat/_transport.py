@@ -824,6 +824,8 @@ class ChunkBatchStream:
             raise error from err
         except RuntimeError as err:  # aiohttp: "Connection closed." (the client was closed)
             self._end(close=True)
+            if isinstance(err, RxChatError):  # ours derive from RuntimeError too
+                raise
             n = decoder.chunks_received
             raise APIConnectionError(
                 f"the connection was closed after {n} chunks: {err}", chunks_received=n

@@ -86,8 +86,11 @@ def redact(text: str, *secrets: str | None) -> str:
     return _KEYLIKE.sub(r"\1***", text)
 
 
-class RxChatError(Exception):
+class RxChatError(RuntimeError):
     """Root of every error rxchat raises.
+
+    It derives from ``RuntimeError``, which is what the Edgee SDK raises for API errors, so
+    Edgee code that catches ``RuntimeError`` keeps working.
 
     Attributes:
         completion: the accumulated completion snapshot at the time of the error, when an
