@@ -20,9 +20,10 @@ retained events in order costs linear time overall).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, cast
 
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from . import events as ev
 from ._parsing import ContentFormat, ToolSet, ToolSpec
@@ -50,7 +51,8 @@ from .types import (
 
 __all__ = ["ChatCompletionStreamState"]
 
-ResponseFormatT = TypeVar("ResponseFormatT")
+# defaults to None, as in the SDK: ChatCompletionStreamState() is ChatCompletionStreamState[None]
+ResponseFormatT = TypeVar("ResponseFormatT", default=None)
 
 _CHUNK_OBJECT = "chat.completion.chunk"
 # delta keys with a dedicated treatment; any other key is merged generically into the message
@@ -291,7 +293,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
     def __init__(
         self,
         *,
-        response_format: Any = None,
+        response_format: type[ResponseFormatT] | Mapping[str, Any] | None = None,
         tools: Iterable[Any] | None = None,
         input_tools: Iterable[Any] | None = None,
         partial_strings: bool = False,
