@@ -95,9 +95,7 @@ async def main(markdown: bool, with_cli: bool, repeat: int) -> int:
         pieces = await reference_pieces(server.url)
         pairs = list(matrix())
         if with_cli:
-            from faultkit import cli_matrix  # type: ignore[attr-defined]
-
-            pairs += cli_matrix()
+            pairs += matrix(cli=True)
         for fault, surface in pairs:
             out = await surface.run(server.url, fault)
             problems = check(fault, surface, out, pieces)

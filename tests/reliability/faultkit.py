@@ -350,6 +350,8 @@ class Surface:
     idle_timeout: bool  # model-output idle timeout available (ops.idle_timeout)
     max_event_bytes: bool  # the option exists on this surface
     what: str
+    total_timeout: bool = True  # Timeout(total=...) can be set
+    cli: bool = False  # a subprocess: judged on exit status, stdout and stderr
 
 
 def _client_kwargs(url: str, fault: Fault) -> dict[str, Any]:
@@ -581,13 +583,21 @@ SURFACES_BY_NAME = {s.name: s for s in SURFACES}
 
 
 def applicable(fault: Fault, surface: Surface) -> bool:
-    """Whether the fault's configuration exists on the surface."""
-    return not (fault.max_event_bytes is not None and not surface.max_event_bytes)
+    """Whether the fault's configuration exists on the surface.
+
+    Left out: ``max_event_bytes`` where the surface has no such option, and the keep-alive stall
+    where the surface has neither a model-output idle timeout nor a total timeout (keep-alive
+    bytes reset the read timeout, so nothing there can end that stall early).
+    """
+    if fault.max_event_bytes is not None and not surface.max_event_bytes:
+        return False
+    return not (fault.idle is not None and not (surface.idle_timeout or surface.total_timeout))
 
 
-def matrix() -> list[tuple[Fault, Surface]]:
-    """Every (fault, surface) pair that can be configured."""
-    return [(f, s) for f in FAULTS for s in SURFACES if applicable(f, s)]
+def matrix(*, cli: bool = False) -> list[tuple[Fault, Surface]]:
+    """Every (fault, surface) pair that can be configured (the CLI's pairs with ``cli=True``)."""
+    surfaces = [CLI] if cli else SURFACES
+    return [(f, s) for f in FAULTS for s in surfaces if applicable(f, s)]
 
 
 # -- the reference answer -------------------------------------------------------------------
@@ -626,8 +636,20 @@ def expected_error(fault: Fault, surface: Surface) -> type[BaseException] | None
     return fault.error
 
 
+def _expected_text(fault: Fault, pieces: list[str]) -> str:
+    if fault.expect_text == "all":
+        return "".join(pieces)
+    if fault.expect_text == "utf8":
+        return "".join(pieces[:AFTER]) + "\ufffd\ufffd bad \ufffd" + "".join(pieces[AFTER:])
+    if fault.expect_text == "big":
+        return ("abcdefghij" * 1_000_000) + "".join(pieces)
+    raise AssertionError(fault.expect_text)
+
+
 def check(fault: Fault, surface: Surface, out: Outcome, pieces: list[str]) -> list[str]:
     """Every way ``out`` differs from the fault's defined outcome (empty: green)."""
+    if surface.cli:
+        return check_cli(fault, out, pieces)
     problems: list[str] = []
     err = out.error
     want = expected_error(fault, surface)
@@ -635,14 +657,7 @@ def check(fault: Fault, surface: Surface, out: Outcome, pieces: list[str]) -> li
         if err is not None:
             problems.append(f"expected success, got {type(err).__name__}: {err}")
             return problems
-        if fault.expect_text == "all":
-            expected = "".join(pieces)
-        elif fault.expect_text == "utf8":
-            expected = "".join(pieces[:AFTER]) + "\ufffd\ufffd bad \ufffd" + "".join(pieces[AFTER:])
-        elif fault.expect_text == "big":
-            expected = ("abcdefghij" * 1_000_000) + "".join(pieces)
-        else:
-            raise AssertionError(fault.expect_text)
+        expected = _expected_text(fault, pieces)
         if out.text != expected:
             problems.append(
                 f"text differs: got {len(out.text)} chars {out.text[:60]!r}..., "
@@ -727,6 +742,104 @@ def cli_command(*args: str) -> list[str]:
         "import sys; from rxchat._cli import main; sys.exit(main())",
         *args,
     ]
+
+
+# One line on stderr per error class (see rxchat._cli.describe).
+CLI_MARKERS: dict[type[BaseException], str] = {
+    APITimeoutError: "timed out: ",
+    RateLimitError: "429 (RateLimitError)",
+    AuthenticationError: "401 (AuthenticationError)",
+    InternalServerError: "(InternalServerError)",
+    APIConnectionError: "connection failed: ",
+    InvalidChunkError: "invalid stream: ",
+    IncompleteStreamError: "incomplete stream: ",
+    StreamAPIError: "StreamAPIError: ",
+}
+
+
+def cli_args(url: str, fault: Fault) -> list[str]:
+    """``rxchat chat`` for one fault row (plain output, the sentinel key)."""
+    return [
+        "chat",
+        str(MESSAGES[0]["content"]),
+        "--base-url",
+        url,
+        "--model",
+        fault.model(),
+        "--api-key",
+        SENTINEL_KEY,
+        "--plain",
+        "--max-retries",
+        str(fault.max_retries),
+        "--timeout",
+        str(fault.timeout.read),
+    ]
+
+
+async def run_cli_surface(url: str, fault: Fault) -> Outcome:
+    """Run ``rxchat chat`` as a subprocess; its exit status, stdout and stderr are the outcome."""
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        *cli_command(*cli_args(url, fault)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    try:
+        async with asyncio.timeout(HANG_GUARD):
+            stdout, stderr = await proc.communicate()
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise
+    out = Outcome(None, time.perf_counter() - start)
+    out.returncode = proc.returncode
+    out.texts = [stdout.decode("utf-8", "replace")]
+    out.output = stderr.decode("utf-8", "replace")
+    return out
+
+
+def check_cli(fault: Fault, out: Outcome, pieces: list[str]) -> list[str]:
+    """The CLI's defined outcome: status 0 and the whole text, or status 1, the partial text on
+    stdout and one ``rxchat: error: ...`` line on stderr naming the failure; never the key."""
+    problems: list[str] = []
+    stdout, stderr = out.text, out.output
+    if SENTINEL_KEY in stdout or SENTINEL_KEY in stderr:
+        problems.append("the API key was printed")
+    if "Traceback" in stderr:
+        problems.append("a traceback was printed")
+    if fault.error is None:
+        if out.returncode != 0:
+            problems.append(f"exit status {out.returncode}: {stderr.strip()}")
+        if stdout.rstrip("\n") != _expected_text(fault, pieces):
+            problems.append(f"stdout {stdout[:60]!r}... is not the whole answer")
+        return problems
+    if out.returncode != 1:
+        problems.append(f"exit status {out.returncode}, expected 1")
+    lines = stderr.strip().splitlines()
+    if len(lines) != 1 or not lines[0].startswith("rxchat: error: "):
+        problems.append(f"stderr is not one error line: {stderr!r}")
+    marker = next(m for cls, m in CLI_MARKERS.items() if issubclass(fault.error, cls))
+    if marker not in stderr:
+        problems.append(f"stderr lacks {marker!r}: {stderr.strip()!r}")
+    if fault.status is not None and str(fault.status) not in stderr:
+        problems.append(f"stderr lacks the status {fault.status}")
+    partial = "".join(pieces[: fault.chunks or 0])
+    if stdout.rstrip("\n") != partial:
+        problems.append(f"stdout {stdout!r} is not the partial answer {partial!r}")
+    return problems
+
+
+CLI = Surface(
+    "cli",
+    run_cli_surface,
+    accumulates=False,
+    idle_timeout=False,
+    max_event_bytes=False,
+    total_timeout=False,
+    cli=True,
+    what="rxchat chat PROMPT --plain --timeout T --max-retries R (a subprocess)",
+)
 
 
 def run_cli(

@@ -18,6 +18,7 @@ from faultkit import (
     SENTINEL_KEY,
     SURFACES_BY_NAME,
     Fault,
+    Outcome,
     Surface,
     ThreadedServer,
     check,
@@ -184,3 +185,48 @@ async def test_drop_behind_a_slow_consumer_keeps_every_byte_received(
     assert not isinstance(error, APITimeoutError)
     assert "".join(texts) == expected
     assert error.chunks_received == n
+
+
+# -- the CLI: every fault through `rxchat chat` as a subprocess -----------------------------------
+
+# One row per error class, a success and a retry (each run pays ~0.5 s of interpreter start-up;
+# `python benchmarks/bench_faults.py --cli` runs every row).
+CLI_ROWS = {
+    "ok",
+    "drop",
+    "stall_first",
+    "status_429",
+    "status_503",
+    "status_401",
+    "retry_429",
+    "bad_json",
+    "event_error",
+    "no_done",
+}
+CLI_PAIRS = [(f, s) for f, s in matrix(cli=True) if f.name in CLI_ROWS]
+
+
+@pytest.fixture(scope="module")
+def cli_outcomes(threaded_server: ThreadedServer) -> dict[str, Outcome]:
+    """Each fault's CLI run; the subprocesses run side by side (each pays interpreter start-up)."""
+
+    async def run_all() -> dict[str, Outcome]:
+        sem = asyncio.Semaphore(4)
+
+        async def one(fault: Fault, surface: Surface) -> tuple[str, Outcome]:
+            async with sem:
+                return fault.name, await surface.run(threaded_server.url, fault)
+
+        return dict(await asyncio.gather(*(one(f, s) for f, s in CLI_PAIRS)))
+
+    return asyncio.run(run_all())
+
+
+@pytest.mark.parametrize(
+    ("fault", "surface"), [pytest.param(f, s, id=f.name) for f, s in CLI_PAIRS]
+)
+def test_fault_on_cli(
+    fault: Fault, surface: Surface, cli_outcomes: dict[str, Outcome], pieces: list[str]
+) -> None:
+    problems = check(fault, surface, cli_outcomes[fault.name], pieces)
+    assert not problems, problems
