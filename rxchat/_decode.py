@@ -31,16 +31,15 @@ def _preview(raw: str) -> str:
     return raw if len(raw) <= _RAW_PREVIEW else raw[:_RAW_PREVIEW] + f"... ({len(raw)} chars)"
 
 
-def _error_message(body: Any) -> str:
+def _error_message(body: Any, raw: str) -> str:
     info = body.get("error", body) if isinstance(body, dict) else body
     if isinstance(info, dict):
         message = info.get("message")
-        if isinstance(message, str) and message:
+        if isinstance(message, str) and message.strip():
             return message
-    elif isinstance(info, str) and info:
+    elif isinstance(info, str) and info.strip():
         return info
-    # No usable message ({"error": ""}, null, {}): say what was sent rather than nothing.
-    return f"the server sent an error in the stream: {_preview(orjson.dumps(body).decode())}"
+    return f"the server sent an error in the stream: {_preview(raw)}"
 
 
 class ChunkDecoder:
@@ -151,7 +150,7 @@ class ChunkDecoder:
                 f"a data payload is not valid JSON ({json_err}): {_preview(raw)}", raw=raw
             ) from None
         if event.event == "error" or (isinstance(body, dict) and "error" in body):
-            raise StreamAPIError(_error_message(body), body=body)
+            raise StreamAPIError(_error_message(body, raw), body=body)
         if type(body) is not dict:
             raise InvalidChunkError(f"a data payload is not a JSON object: {_preview(raw)}", raw=raw)
         problems = "; ".join(
