@@ -19,7 +19,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -545,6 +545,30 @@ def _client_timeout(t: Timeout, deadline: float | None) -> aiohttp.ClientTimeout
     return aiohttp.ClientTimeout(total=total, sock_connect=t.connect, sock_read=t.read)
 
 
+def _redact_value(value: Any, redact_text: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(v, redact_text) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redact_value(v, redact_text) for v in value]
+    return value
+
+
+def _redact_error(err: RxChatError, redact_text: Callable[[str], str]) -> None:
+    """Remove the API key from an error built out of the body (a server may echo the key)."""
+    err.message = redact_text(err.message)
+    err.args = (err.message,)
+    raw = getattr(err, "raw", None)
+    if isinstance(raw, str):
+        err.raw = redact_text(raw)  # type: ignore[attr-defined]
+    if isinstance(err, APIError) and err.body is not None:
+        err.body = _redact_value(err.body, redact_text)
+        info = err.body.get("error", err.body) if isinstance(err.body, dict) else None
+        info = info if isinstance(info, dict) else {}
+        err.code, err.param, err.type = info.get("code"), info.get("param"), info.get("type")
+
+
 def _take_buffered(resp: aiohttp.ClientResponse) -> bytes:
     """The body bytes aiohttp received but had not handed out yet (empty when none)."""
     content = resp.content
@@ -841,6 +865,7 @@ class ChunkBatchStream:
         # [DONE] cleanly: the connection may go back to the pool when the body has ended.
         self._end(close=error is not None)
         if error is not None:
+            _redact_error(error, self._transport.redact)
             if not chunks:
                 raise error
             self._pending_error = error
