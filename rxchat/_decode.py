@@ -150,14 +150,17 @@ class ChunkDecoder:
                 f"a data payload is not valid JSON ({json_err}): {_preview(raw)}", raw=raw
             ) from None
         if event.event == "error" or (isinstance(body, dict) and "error" in body):
-            raise StreamAPIError(_error_message(body, raw), body=body)
+            raise StreamAPIError(_error_message(body, raw), body=body) from None
         if type(body) is not dict:
-            raise InvalidChunkError(f"a data payload is not a JSON object: {_preview(raw)}", raw=raw)
+            raise InvalidChunkError(
+                f"a data payload is not a JSON object: {_preview(raw)}", raw=raw
+            ) from None
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
             for e in (err.errors()[:3] if err is not None else [])
         )
+        # from None: pydantic's error repeats the whole payload; the message sums it up.
         raise InvalidChunkError(
             f"a data payload is not a chat-completion chunk ({problems}): {_preview(raw)}",
             raw=raw,
-        )
+        ) from None
