@@ -22,6 +22,8 @@ from faultkit import MESSAGES, SENTINEL_KEY, ThreadedServer, cli_command, cli_en
 
 from rxchat._client import AsyncClient, Client
 from rxchat._sources import chat_completion_stream
+from rxchat._transport import Timeout
+from rxchat.errors import APITimeoutError
 from rxchat.operators._broadcast import broadcast
 from rxchat.operators._timeouts import idle_timeout
 
@@ -254,6 +256,48 @@ async def cancel_task_before_first_chunk(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
+async def idle_timeout_fires(server: ThreadedServer) -> Stop:
+    """``ops.idle_timeout`` expires (keep-alives flowing, no output): the request is dropped."""
+    async with _client(server.url) as client:
+
+        async def action() -> float:
+            loop = asyncio.get_running_loop()
+            failed: asyncio.Future[float] = loop.create_future()
+            model = f"mock?tokens=100&stall_between=30&stall_after={SEEN}&keepalive=0.02"
+            sub = (
+                client.chat.completions.observe(model=model, messages=MESSAGES)
+                .pipe(idle_timeout(0.3))
+                .subscribe(on_error=lambda _: failed.set_result(time.monotonic()))
+            )
+            try:
+                return await failed
+            finally:
+                sub.dispose()
+
+        return await _measure(server, action)
+
+
+async def read_timeout_fires(server: ThreadedServer) -> Stop:
+    """The transport's read timeout expires mid-stream: the connection is closed, not pooled."""
+    async with AsyncClient(
+        api_key=SENTINEL_KEY, base_url=server.url, max_retries=0, timeout=Timeout(read=0.3)
+    ) as client:
+
+        async def action() -> float:
+            model = f"mock?tokens=100&stall_between=30&stall_after={SEEN}"
+            stream = await client.chat.completions.create(
+                model=model, messages=MESSAGES, stream=True
+            )
+            try:
+                async for _ in stream:
+                    pass
+            except APITimeoutError:
+                return time.monotonic()
+            raise AssertionError("no timeout")
+
+        return await _measure(server, action)
+
+
 # -- sync paths (run in a worker thread; the sync client uses rxchat's loop thread) --------------
 
 
@@ -393,6 +437,8 @@ PATHS: list[Callable[[ThreadedServer], Awaitable[Stop]]] = [
     async_event_stream_exit,
     cancel_task,
     cancel_task_before_first_chunk,
+    idle_timeout_fires,
+    read_timeout_fires,
     sync_for_break,
     sync_with_exit,
     sync_event_stream_exit,
