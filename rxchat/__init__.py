@@ -19,6 +19,7 @@ from ._edgee import InputObject as InputObject
 from ._edgee import SendResponse as SendResponse
 from ._parsing import pydantic_function_tool as pydantic_function_tool
 from ._parsing import to_strict_json_schema as to_strict_json_schema
+from ._parsing import type_to_response_format_param as type_to_response_format_param
 from ._sources import chat_completion_stream as chat_completion_stream
 from ._sources import from_chunks as from_chunks
 from ._sources import from_sse_bytes as from_sse_bytes
@@ -33,6 +34,7 @@ from ._streams import ChatCompletionStreamManager as ChatCompletionStreamManager
 from ._streams import Stream as Stream
 from ._transport import Timeout as Timeout
 from .errors import *  # noqa: F403
+from .events import ChatCompletionStreamEvent as ChatCompletionStreamEvent
 from .errors import __all__ as _errors_all
 from .types import ChatCompletion as ChatCompletion
 from .types import ChatCompletionChunk as ChatCompletionChunk
@@ -53,6 +55,7 @@ __all__ = [
     "Stream",
     "ChatCompletion",
     "ChatCompletionChunk",
+    "ChatCompletionStreamEvent",
     "ChatCompletionStreamState",
     "ChunkDecoder",
     "Client",
@@ -73,6 +76,7 @@ __all__ = [
     "operators",
     "pydantic_function_tool",
     "to_strict_json_schema",
+    "type_to_response_format_param",
     "types",
     *_errors_all,
 ]

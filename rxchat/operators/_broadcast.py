@@ -10,7 +10,7 @@ from typing import Generic, TypeVar
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
-from ..types import ChatCompletionChunk
+from ..events import ChunkEvent
 
 __all__ = ["broadcast"]
 
@@ -19,10 +19,12 @@ log = logging.getLogger("rxchat")
 
 
 def _is_snapshot(item: object) -> bool:
-    """A ``chunk`` event carrying the running snapshot (what ``ops.accumulate()`` emits)."""
-    if item.__class__ is ChatCompletionChunk or isinstance(item, str | bytes):
-        return False
-    return getattr(item, "type", None) == "chunk" and getattr(item, "snapshot", None) is not None
+    """A ``chunk`` event carrying the running snapshot (what ``ops.accumulate()`` emits).
+
+    Decided by class, never by reading ``.snapshot``: reading it brings the snapshot up to date,
+    work that a chunk nobody late asks for should not pay.
+    """
+    return isinstance(item, ChunkEvent)
 
 
 class _Subscriber(Generic[_T]):
