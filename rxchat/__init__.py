@@ -34,8 +34,8 @@ from ._streams import ChatCompletionStreamManager as ChatCompletionStreamManager
 from ._streams import Stream as Stream
 from ._transport import Timeout as Timeout
 from .errors import *  # noqa: F403
-from .events import ChatCompletionStreamEvent as ChatCompletionStreamEvent
 from .errors import __all__ as _errors_all
+from .events import ChatCompletionStreamEvent as ChatCompletionStreamEvent
 from .types import ChatCompletion as ChatCompletion
 from .types import ChatCompletionChunk as ChatCompletionChunk
 from .types import ParsedChatCompletion as ParsedChatCompletion
