@@ -41,7 +41,7 @@ from rxchat.types import ChatCompletionChunk
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reliability"))
 
-from cancelkit import PATHS
+from cancelkit import PATHS, cli_interrupt
 from faultkit import (
     SENTINEL_KEY,
     ThreadedServer,
@@ -76,7 +76,7 @@ async def cancellation(markdown: bool, repeat: int) -> int:
     rows: list[list[str]] = []
     slow = 0
     try:
-        for path in PATHS:
+        for path in [*PATHS, cli_interrupt]:
             latencies = []
             stopped = True
             for _ in range(repeat):

@@ -415,7 +415,9 @@ async def cli_interrupt(server: ThreadedServer) -> Stop:
             )
             t0 = time.monotonic()
             proc.send_signal(signal.SIGINT)
-            await asyncio.to_thread(proc.wait, 10)
+            status = await asyncio.to_thread(proc.wait, 10)
+            if status != 130:
+                raise AssertionError(f"rxchat chat exited {status} on Ctrl-C, expected 130")
         finally:
             if proc.poll() is None:
                 proc.kill()

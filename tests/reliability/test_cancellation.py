@@ -59,3 +59,20 @@ async def test_sync_paths_leave_nothing_on_rxchat_loop(threaded_server: Threaded
 
     left = await asyncio.wrap_future(portal.submit(others()))
     assert left == []
+
+
+async def test_ctrl_c_in_the_cli_closes_the_connection(
+    threaded_server: ThreadedServer, no_leftover_tasks: None
+) -> None:
+    from cancelkit import cli_interrupt
+
+    stops: list[Stop] = []
+    async with asyncio.timeout(HANG_GUARD * 2):
+        for _ in range(ATTEMPTS):
+            stop = await cli_interrupt(threaded_server)
+            stops.append(stop)
+            assert stop.outcome == "disconnected"
+            assert stop.chunks_later == stop.chunks_at_disconnect
+            if stop.latency < BOUND:
+                break
+    assert min(s.latency for s in stops) < BOUND, [round(s.latency, 4) for s in stops]
