@@ -5,9 +5,10 @@ in :mod:`rxchat.operators` turn chunks into typed events; the clients offer the 
 Edgee SDK surfaces on the same core; :mod:`rxchat.mock` is an embedded OpenAI-compatible server.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from . import errors as errors
 from . import events as events
-from . import mock as mock
 from . import operators as operators
 from . import types as types
 from ._client import NOT_GIVEN as NOT_GIVEN
@@ -41,7 +42,20 @@ from .types import ChatCompletionChunk as ChatCompletionChunk
 from .types import ParsedChatCompletion as ParsedChatCompletion
 from .types import StreamChunk as StreamChunk
 
+if TYPE_CHECKING:
+    from . import mock as mock
+
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    # rxchat.mock pulls in aiohttp.web; import it only when someone reaches for it.
+    if name == "mock":
+        import importlib
+
+        return importlib.import_module(".mock", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "NOT_GIVEN",

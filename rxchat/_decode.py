@@ -8,6 +8,7 @@ text, and a body that ends with neither a finish reason nor ``[DONE]`` is incomp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import orjson
@@ -25,6 +26,10 @@ from .types import ChatCompletionChunk
 __all__ = ["ChunkDecoder"]
 
 _RAW_PREVIEW = 200
+# The model's validator itself: model_validate_json adds a Python frame per chunk (~0.5 us).
+_validate_chunk_json: Callable[[str], ChatCompletionChunk] = (
+    ChatCompletionChunk.__pydantic_validator__.validate_json
+)
 
 
 def _preview(raw: str) -> str:
@@ -128,7 +133,7 @@ class ChunkDecoder:
             # The happy path parses once, in Rust, straight into the models; anything that fails
             # is parsed again with orjson only to say precisely what was wrong with it.
             try:
-                chunk = ChatCompletionChunk.model_validate_json(raw)
+                chunk = _validate_chunk_json(raw)
             except ValidationError as err:
                 self._reject(raw, err, event)
             if not self.finished:
