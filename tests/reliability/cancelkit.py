@@ -408,11 +408,14 @@ async def cli_interrupt(server: ThreadedServer) -> Stop:
             stderr=subprocess.PIPE,
         )
         try:
-            await server.acall(
-                state.wait_for(
-                    lambda: len(state.streams) > before and state.streams[-1].chunks >= SEEN, 10
-                )
-            )
+            # MockState.wait_for re-checks on stream start/end only: poll for the chunk count.
+            deadline = time.monotonic() + 10
+            while not server.snapshot(
+                lambda: len(state.streams) > before and state.streams[-1].chunks >= SEEN
+            ):
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("rxchat chat did not start streaming")
+                await asyncio.sleep(0.01)
             t0 = time.monotonic()
             proc.send_signal(signal.SIGINT)
             status = await asyncio.to_thread(proc.wait, 10)
