@@ -27,7 +27,7 @@ from rxchat.errors import APITimeoutError
 from rxchat.operators._broadcast import broadcast
 from rxchat.operators._timeouts import idle_timeout
 
-ENDLESS = "mock?tokens=1000000&delay=0.002"  # never finishes within a test
+ENDLESS = "mock?tokens=20000&delay=0.002"  # 40 s: never finishes within a test
 STALLED = "mock?tokens=8&stall_first=30"  # headers, then nothing: cancelled while waiting
 SEEN = 3  # chunks to receive before stopping
 
