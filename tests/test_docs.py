@@ -12,11 +12,17 @@ spent starting the interpreter); every block is still its own test.
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import re
+import select
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,7 +43,8 @@ LINK = re.compile(r"\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.*?)\s*#*\s*$", re.MULTILINE)
 
 BLOCK_TIMEOUT = 50.0  # seconds for one block, interpreter start-up included
-WORKERS = max(2, min(4, (os.cpu_count() or 2) + 1))
+# Blocks mostly wait (on the mock server's pacing, on timeouts): a few more workers than CPUs.
+WORKERS = 4
 # The blocks must not reach a real API because of the developer's environment.
 SCRUBBED_ENV = ("RXCHAT_BASE_URL", "OPENAI_BASE_URL", "RXCHAT_API_KEY", "OPENAI_API_KEY")
 
@@ -69,9 +76,14 @@ class Outcome:
     stderr: str
 
 
-def _run(block: Block) -> Outcome:
+def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in SCRUBBED_ENV}
     env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+def _run_fresh(block: Block) -> Outcome:
+    """The block in a brand-new interpreter (``python -W error example.py``)."""
     with tempfile.TemporaryDirectory(prefix="rxchat-doc-") as tmp:
         script = Path(tmp) / "example.py"
         script.write_text(block.code, encoding="utf-8")
@@ -79,7 +91,8 @@ def _run(block: Block) -> Outcome:
             result = subprocess.run(
                 [sys.executable, "-W", "error", str(script)],
                 cwd=tmp,
-                env=env,
+                env=_env(),
+                stdin=subprocess.DEVNULL,
                 capture_output=True,
                 text=True,
                 timeout=BLOCK_TIMEOUT,
@@ -92,6 +105,143 @@ def _run(block: Block) -> Outcome:
     return Outcome(result.returncode, result.stdout, result.stderr)
 
 
+# Most of a block's run is the interpreter importing aiohttp, pydantic and reactivex (~0.5 s of
+# CPU). A "zygote" interpreter, started with the same options, imports them once and forks a
+# child per block: the child runs the block as __main__ from a fresh module namespace, with its
+# own working directory, stdin, stdout and stderr, and exits through the normal interpreter
+# shutdown (atexit handlers, finalizers, warnings as errors), as `python example.py` would.
+# The zygote starts no thread before forking. RXCHAT_DOCS_FRESH=1 runs each block in a new
+# interpreter instead.
+ZYGOTE = r"""
+import json, os, sys, types
+import asyncio, aiohttp, aiohttp.web, pydantic, reactivex, rxchat, rxchat.mock, rxchat.operators
+
+
+def run(job):
+    os.chdir(job["cwd"])
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        os.dup2(os.open(job[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+    script = job["script"]
+    sys.argv = [script]
+    sys.path[0] = os.path.dirname(script)
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main
+    with open(script, encoding="utf-8") as f:
+        code = compile(f.read(), script, "exec")
+    exec(code, main.__dict__)
+
+
+for line in sys.stdin:
+    job = json.loads(line)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        run(job)
+        break  # leave the loop: the child shuts down like any finished program
+    print("pid", pid, flush=True)
+    print("status", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+"""
+
+
+class _Zygote:
+    """One zygote process; runs one block at a time."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-W", "error", "-c", ZYGOTE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_env(),
+            cwd=tempfile.gettempdir(),
+            bufsize=0,
+        )
+        self.pending = b""
+
+    def _line(self, deadline: float | None) -> str:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.pending:
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([fd], [], [], wait)[0]:
+                raise TimeoutError
+            data = os.read(fd, 4096)
+            if not data:
+                assert self.proc.stderr is not None
+                raise RuntimeError(f"the zygote died: {self.proc.stderr.read().decode()[-3000:]}")
+            self.pending += data
+        line, _, self.pending = self.pending.partition(b"\n")
+        return line.decode()
+
+    def run(self, block: Block) -> Outcome:
+        assert self.proc.stdin is not None
+        with tempfile.TemporaryDirectory(prefix="rxchat-doc-") as tmp:
+            job = {name: str(Path(tmp) / name) for name in ("stdout", "stderr")}
+            job |= {"cwd": tmp, "script": str(Path(tmp) / "example.py")}
+            Path(job["script"]).write_text(block.code, encoding="utf-8")
+            self.proc.stdin.write(json.dumps(job).encode() + b"\n")
+            pid = int(self._line(time.monotonic() + BLOCK_TIMEOUT).split()[1])
+            try:
+                returncode: int | None = int(
+                    self._line(time.monotonic() + BLOCK_TIMEOUT).split()[1]
+                )
+            except TimeoutError:
+                os.kill(pid, signal.SIGKILL)  # the block's own process, forked for this run
+                self._line(None)
+                returncode = None
+            read = lambda name: Path(job[name]).read_text(encoding="utf-8", errors="replace")  # noqa: E731
+            return Outcome(returncode, read("stdout"), read("stderr"))
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+class _Runner:
+    """Runs blocks on ``WORKERS`` threads, each with its own zygote (or fresh interpreters)."""
+
+    def __init__(self) -> None:
+        self.fresh = not hasattr(os, "fork") or os.environ.get("RXCHAT_DOCS_FRESH") == "1"
+        self.idle: queue.SimpleQueue[_Zygote] = queue.SimpleQueue()
+        self.zygotes: list[_Zygote] = []
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="doc-block")
+
+    def _run(self, block: Block) -> Outcome:
+        if self.fresh:
+            return _run_fresh(block)
+        try:
+            zygote = self.idle.get_nowait()
+        except queue.Empty:
+            zygote = _Zygote()
+            with self.lock:
+                self.zygotes.append(zygote)
+        try:
+            return zygote.run(block)
+        finally:
+            self.idle.put(zygote)
+
+    def submit(self, block: Block) -> Future[Outcome]:
+        return self.pool.submit(self._run, block)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        for zygote in self.zygotes:
+            zygote.close()
+
+
 @pytest.fixture(scope="module")
 def block_runs(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Outcome]]]:
     """Start every selected block at once on a small pool; each test waits for its own."""
@@ -100,17 +250,17 @@ def block_runs(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Outc
         for item in request.session.items
         if item.name.startswith("test_code_block_runs[") and hasattr(item, "callspec")
     ]
-    with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="doc-block") as pool:
-        futures = {where: pool.submit(_run, BY_WHERE[where]) for where in selected}
-        yield futures
-        for future in futures.values():
-            future.cancel()
+    runner = _Runner()
+    try:
+        yield {where: runner.submit(BY_WHERE[where]) for where in selected}
+    finally:
+        runner.close()
 
 
 @pytest.mark.parametrize("where", list(BY_WHERE))
 def test_code_block_runs(where: str, block_runs: dict[str, Future[Outcome]]) -> None:
     future = block_runs.get(where)
-    outcome = future.result() if future is not None else _run(BY_WHERE[where])
+    outcome = future.result() if future is not None else _run_fresh(BY_WHERE[where])
     output = f"--- stdout\n{outcome.stdout[-3000:]}\n--- stderr\n{outcome.stderr[-3000:]}"
     if outcome.returncode is None:
         pytest.fail(f"{where} did not finish in {BLOCK_TIMEOUT:g} s\n{output}", pytrace=False)
@@ -162,7 +312,11 @@ def test_every_operator_has_a_page() -> None:
     pages = {p.stem: p.read_text(encoding="utf-8") for p in (DOCS / "operators").glob("*.md")}
     index = (DOCS / "index.md").read_text(encoding="utf-8")
     for name in rxchat.operators.__all__:
-        owners = [stem for stem, text in pages.items() if text.startswith("#") and name in text.splitlines()[0]]
+        owners = [
+            stem
+            for stem, text in pages.items()
+            if text.startswith("#") and name in text.splitlines()[0]
+        ]
         assert owners, f"no docs/operators page has ops.{name} in its title"
         assert f"operators/{owners[0]}.md" in index, f"docs/index.md does not link {owners[0]}.md"
 
