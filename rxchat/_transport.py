@@ -36,6 +36,7 @@ from .errors import (
     APIResponseValidationError,
     APIStatusError,
     APITimeoutError,
+    IdleTimeoutError,
     RxChatError,
     redact,
     status_error_class,
@@ -77,9 +78,12 @@ class Timeout:
             for the status line and for the first byte of the body. Any bytes reset it, SSE
             keep-alive comments included (use ``ops.idle_timeout`` to time model output).
         total: the whole request — retries, backoff and the streamed body included.
+        idle: the longest wait for model output once the body has begun: time without a
+            chunk. Keep-alive comments do NOT reset it, so a server that keeps the connection
+            warm while the model is stuck raises :class:`~rxchat.IdleTimeoutError`.
 
     >>> Timeout.coerce(30)
-    Timeout(connect=30, read=30, total=None)
+    Timeout(connect=30, read=30, total=None, idle=None)
     >>> Timeout(read=5).total is None
     True
     """
@@ -87,11 +91,13 @@ class Timeout:
     connect: float | None = 10.0
     read: float | None = 60.0
     total: float | None = None
+    idle: float | None = None
 
     def __post_init__(self) -> None:
         _check_seconds("connect", self.connect)
         _check_seconds("read", self.read)
         _check_seconds("total", self.total)
+        _check_seconds("idle", self.idle)
 
     @classmethod
     def coerce(cls, value: float | Timeout | None) -> Timeout:
@@ -614,6 +620,7 @@ class ChunkBatchStream:
         "_deadline",
         "_decoder",
         "_extra_headers",
+        "_idle_deadline",
         "_path",
         "_pending_error",
         "_pos",
@@ -648,6 +655,7 @@ class ChunkBatchStream:
         self._pos = 0
         self._pending_error: BaseException | None = None
         self._deadline: float | None = None
+        self._idle_deadline: float | None = None  # model output must arrive before this
         self.response_headers: Mapping[str, str] | None = None
         self.status_code: int | None = None
         self.retries = 0
@@ -750,6 +758,8 @@ class ChunkBatchStream:
                     self._rest = first  # decoded by the first __anext__
                     self._pos = 0
                     self._state = _OPEN
+                    if t.idle is not None:
+                        self._idle_deadline = asyncio.get_running_loop().time() + t.idle
                     self.status_code = resp.status
                     self.response_headers = resp.headers
                     self.retries = retry
@@ -798,7 +808,7 @@ class ChunkBatchStream:
         resp = self._resp
         assert resp is not None
         decoder = self._decoder
-        read = resp.content.readany
+        read = resp.content.readany if self._idle_deadline is None else self._read_before_idle
         try:
             while True:
                 data = self._rest
@@ -828,6 +838,10 @@ class ChunkBatchStream:
                 if decoder.done or decoder.error is not None:
                     return self._last_batch(chunks)
                 if chunks:
+                    if self._idle_deadline is not None:
+                        # The next wait for output starts when we next wait on the network:
+                        # the consumer's own time between batches is not the model's silence.
+                        self._idle_deadline = -1.0
                     return chunks
         except (TimeoutError, aiohttp.ClientError, OSError) as err:
             # aiohttp raises a broken connection's error before handing out the bytes it had
@@ -858,6 +872,25 @@ class ChunkBatchStream:
             # Cancellation, a decoder error, StopAsyncIteration: the connection goes now.
             self._end(close=True)
             raise
+
+    async def _read_before_idle(self) -> bytes:
+        """Read on, but no longer than the idle deadline: only chunks move it, not keep-alives."""
+        resp = self._resp
+        deadline = self._idle_deadline
+        idle = self._timeout.idle
+        assert resp is not None and deadline is not None and idle is not None
+        if deadline < 0:
+            deadline = self._idle_deadline = asyncio.get_running_loop().time() + idle
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await resp.content.readany()
+        except TimeoutError:
+            n = self._decoder.chunks_received
+            raise IdleTimeoutError(
+                f"no model output for {idle} s after {n} chunks "
+                f"({self._decoder.comments} keep-alive comments do not count)",
+                chunks_received=n,
+            ) from None
 
     def _last_batch(self, chunks: list[ChatCompletionChunk]) -> list[ChatCompletionChunk]:
         decoder = self._decoder

@@ -720,3 +720,53 @@ async def test_verify_ssl_is_on_by_default(server: MockServer) -> None:
         connector = t2.session().connector
         assert connector is not None
         assert connector._ssl is False  # type: ignore[attr-defined]
+
+
+# -- idle timeout: model output, not bytes ---------------------------------------------------
+
+
+async def test_idle_timeout_is_not_reset_by_keepalives(server: MockServer) -> None:
+    # The server stalls after 3 chunks but keeps the connection warm with comments every 50 ms:
+    # the read timeout (5 s) never fires, the idle timeout for model output does.
+    t = HTTPTransport(base_url=server.url, api_key=SECRET, timeout=Timeout(read=5, idle=0.3))
+    async with t:
+        stream = t.stream(
+            "/chat/completions",
+            body("mock?tokens=10&stall_between=5&stall_after=3&keepalive=0.05"),
+        )
+        batches, err = await collect(stream)
+    assert isinstance(err, rxchat.IdleTimeoutError)
+    assert isinstance(err, APITimeoutError)
+    assert err.chunks_received == 3 == sum(map(len, batches))
+    assert stream.keepalive_comments > 0
+    assert "keep-alive" in str(err)
+    record = await server.wait_for_disconnect(timeout=2)
+    assert record.chunks == 3
+
+
+async def test_idle_timeout_lets_a_steady_stream_through(server: MockServer) -> None:
+    t = HTTPTransport(base_url=server.url, api_key=SECRET, timeout=Timeout(read=5, idle=0.5))
+    async with t:
+        batches, err = await collect(
+            t.stream("/chat/completions", body("mock?tokens=40&delay=0.01"))
+        )
+    assert err is None
+    assert sum(map(len, batches)) == 42  # role chunk + 40 tokens + finish chunk
+
+
+async def test_idle_timeout_ignores_the_consumers_own_time(server: MockServer) -> None:
+    # A consumer slower than the idle timeout is not the model's silence.
+    t = HTTPTransport(base_url=server.url, api_key=SECRET, timeout=Timeout(read=5, idle=0.2))
+    async with t:
+        n = 0
+        async for batch in t.stream("/chat/completions", body("mock?tokens=3&delay=0.01")):
+            n += len(batch)
+            await asyncio.sleep(0.3)
+    assert n == 5
+
+
+def test_idle_timeout_is_validated() -> None:
+    with pytest.raises(ValueError):
+        Timeout(idle=0)
+    assert Timeout(idle=2).idle == 2
+    assert Timeout.coerce(3).idle is None
