@@ -23,7 +23,7 @@ from typing import Any, Literal, overload
 
 from pydantic import BaseModel
 from reactivex import Observable, abc
-from reactivex.scheduler.eventloop import AsyncIOThreadSafeScheduler
+from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
 from typing_extensions import TypeVar
 
 from ._edgee import InputObject, SendResponse, edgee_request
@@ -964,7 +964,11 @@ class Completions:
             observer: abc.ObserverBase[ChatCompletionChunk],
             scheduler: abc.SchedulerBase | None = None,
         ) -> abc.DisposableBase:
-            return inner.subscribe(observer, scheduler=scheduler or AsyncIOThreadSafeScheduler(loop))
+            # Another kind of scheduler (reactivex's .run() passes a NewThreadScheduler) cannot
+            # drive a socket: the subscription then runs on rxchat's loop all the same.
+            if not isinstance(scheduler, AsyncIOScheduler):
+                scheduler = AsyncIOThreadSafeScheduler(loop)
+            return inner.subscribe(observer, scheduler=scheduler)
 
         return Observable(subscribe)
 

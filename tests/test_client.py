@@ -590,6 +590,17 @@ def test_sync_observe_runs_on_the_loop_thread(client: Client, mock: ThreadedMock
     assert "".join(c.text or "" for c in chunks) == mock.server.streams[-1].texts[0]
 
 
+def test_sync_observe_works_with_reactivex_run(client: Client, mock: ThreadedMock) -> None:
+    # Observable.run() subscribes with a NewThreadScheduler; the socket still runs on our loop.
+    import reactivex.operators as rx
+
+    from rxchat import operators as ops
+
+    source = client.chat.completions.observe(model="m?tokens=5", messages=user("x"))
+    deltas = source.pipe(ops.text(), rx.to_list()).run()
+    assert "".join(deltas) == mock.server.streams[-1].texts[0]
+
+
 # -- Edgee style -----------------------------------------------------------------------
 
 
