@@ -258,6 +258,8 @@ def chat_completion_stream(
     timeout: float | Timeout | None = DEFAULT_TIMEOUT,
     max_retries: int = 2,
     headers: Mapping[str, str] | None = None,
+    max_event_bytes: int | None = None,
+    verify_ssl: bool = True,
     **params: Any,
 ) -> Observable[ChatCompletionChunk]:
     """A streamed chat completion as a cold Observable of chunks.
@@ -275,6 +277,9 @@ def chat_completion_stream(
         timeout: seconds (connect and read), a :class:`~rxchat.Timeout`, or ``None`` for none.
         max_retries: retries of failures before the body begins (never once output arrived).
         headers: extra request headers.
+        max_event_bytes: bound on one SSE event's size (``EventTooLargeError`` past it);
+            unbounded by default.
+        verify_ssl: TLS certificate verification; on unless explicitly turned off.
         **params: any other request field (``temperature``, ``tools``, ``stream_options``, ...).
 
     Returns:
@@ -289,7 +294,7 @@ def chat_completion_stream(
 
     >>> texts = rxchat.chat_completion_stream(
     ...     model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
-    ... ).pipe(ops.map(lambda c: c.text))  # doctest: +SKIP
+    ... ).pipe(rx.map(lambda c: c.text))  # reactivex.operators as rx  # doctest: +SKIP
     """
     if not isinstance(model, str) or not model:
         raise TypeError(f"model must be a non-empty str, not {model!r}")
@@ -304,14 +309,20 @@ def chat_completion_stream(
     request_timeout = Timeout.coerce(timeout)
     url = resolve_base_url(base_url)
     key = resolve_api_key(api_key)
-    # Validate the URL now (a bad URL is a programming error, not a stream error).
-    HTTPTransport(base_url=url, api_key=key, timeout=request_timeout, max_retries=max_retries)
+    options: dict[str, Any] = {
+        "base_url": url,
+        "api_key": key,
+        "timeout": request_timeout,
+        "max_retries": max_retries,
+        "max_event_bytes": max_event_bytes,
+        "verify_ssl": verify_ssl,
+    }
+    # Validate the options now (a bad URL is a programming error, not a stream error).
+    HTTPTransport(**options)
     extra = dict(headers) if headers else None
 
     async def run_request(run: _Run) -> None:
-        transport = HTTPTransport(
-            base_url=url, api_key=key, timeout=request_timeout, max_retries=max_retries
-        )
+        transport = HTTPTransport(**options)
         try:
             await _pump(run, transport.stream("/chat/completions", body, headers=extra))
         finally:
@@ -414,7 +425,7 @@ def from_sse_bytes(source: SSESource) -> Observable[ChatCompletionChunk]:
         OSError: (``on_error``) the file cannot be read.
 
     >>> body = b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\\n\\n'
-    >>> from_sse_bytes(body).pipe(ops.map(lambda c: c.text)).run()  # doctest: +SKIP
+    >>> from_sse_bytes(body).pipe(rx.map(lambda c: c.text)).run()  # doctest: +SKIP
     'Hi'
     """
     if isinstance(source, bytes | bytearray | memoryview):
@@ -510,7 +521,7 @@ def from_chunks(
             an iterable.
 
     >>> from_chunks([{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}]).pipe(
-    ...     ops.map(lambda c: c.text)).run()  # doctest: +SKIP
+    ...     rx.map(lambda c: c.text)).run()  # doctest: +SKIP
     'Hi'
     """
     if isinstance(chunks, AsyncIterable):

@@ -31,6 +31,7 @@ from rxchat._transport import HTTPTransport, Timeout
 from rxchat.errors import (
     APIConnectionError,
     AuthenticationError,
+    EventTooLargeError,
     IncompleteStreamError,
     InvalidChunkError,
     RateLimitError,
@@ -118,6 +119,16 @@ async def test_stream_delivers_all_chunks(server: MockServer) -> None:
     assert rec.threads == {threading.get_ident()}
     await settle()
     assert other_tasks() == []
+
+
+async def test_max_event_bytes_bounds_one_event(server: MockServer) -> None:
+    # A 2 MB event against a 64 KiB bound: the chunks before it arrive, then a clear error.
+    rec = Recorder()
+    stream_of(server, "mock?tokens=5&big_event=2000000", max_event_bytes=65536).subscribe(rec)
+    await asyncio.wait_for(rec.ended.wait(), 10)
+    assert isinstance(rec.error, EventTooLargeError)
+    assert "max_event_bytes=65536" in str(rec.error)
+    assert [c.role for c in rec.items] == ["assistant"]  # the role chunk came before it
 
 
 async def test_await_gives_the_last_chunk(server: MockServer) -> None:

@@ -55,7 +55,7 @@ def parse_structured(
     >>> from pydantic import BaseModel
     >>> class City(BaseModel):
     ...     name: str
-    >>> events.pipe(ops.parse_structured(City), ops.filter(lambda e: e.type == "content.done")
+    >>> events.pipe(ops.parse_structured(City), rx.filter(lambda e: e.type == "content.done")
     ...             ).subscribe(lambda e: print(e.parsed))  # doctest: +SKIP
     name='Paris'
     """
