@@ -26,6 +26,7 @@ from . import operators as ops
 from ._parsing import pydantic_function_tool, type_to_response_format_param
 from ._render import Output, ValueView, event_json
 from ._sources import chat_completion_stream, from_sse_bytes
+from ._transport import Timeout
 from .errors import (
     APIConnectionError,
     APIStatusError,
@@ -289,7 +290,11 @@ async def run_chat(args: argparse.Namespace, out: Output) -> None:
             messages=messages,
             base_url=args.base_url,
             api_key=api_key_from(args),
-            timeout=args.timeout,
+            timeout=Timeout(
+                connect=args.timeout,
+                read=args.timeout,
+                idle=args.idle_timeout if args.idle_timeout > 0 else None,
+            ),
             max_retries=args.max_retries,
             **params,
         )
@@ -388,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     chat.add_argument("--events", action="store_true", help="print one JSON line per stream event")
     chat.add_argument(
         "--timeout", type=float, default=60.0, help="connect/read timeout, seconds (60)"
+    )
+    chat.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        help="give up after this many seconds without model output; keep-alive comments do "
+        "not count (300; 0 = never)",
     )
     chat.add_argument(
         "--max-retries", type=int, default=2, help="retries before the answer begins (2)"

@@ -278,6 +278,29 @@ async def test_timeout_gives_a_one_line_error(mock_server: MockServer) -> None:
     assert SECRET not in out + err
 
 
+async def test_idle_timeout_is_not_fooled_by_keepalives(mock_server: MockServer) -> None:
+    # The server keeps the connection warm with comments while the model is stuck.
+    code, out, err = await run_cli(
+        "chat",
+        "Hi",
+        "--base-url",
+        mock_server.url,
+        "--model",
+        "mock?tokens=10&stall_between=30&stall_after=3&keepalive=0.05",
+        "--idle-timeout",
+        "0.5",
+        "--plain",
+        "--api-key",
+        SECRET,
+    )
+    assert code == 1
+    assert "no model output" in one_line(err)
+    planned = mock_server.streams[-1].texts[0]
+    assert out.strip() and planned.startswith(out.strip())  # the partial answer was kept
+    assert out.strip() != planned.strip()
+    assert SECRET not in out + err
+
+
 async def test_bad_url_is_a_usage_error() -> None:
     code, out, err = await run_cli(
         "chat", "Hi", "--base-url", "not a url", "--model", "m", "--api-key", SECRET
