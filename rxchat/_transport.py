@@ -243,6 +243,12 @@ class HTTPTransport:
             )
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
+        if api_key and (url.user is not None or url.password is not None):
+            # aiohttp would refuse at request time: one request cannot carry both credentials.
+            raise ValueError(
+                "base_url carries user:password credentials and an api_key is set as well; "
+                "give one of them (the key goes in an 'Authorization: Bearer' header)"
+            )
         if not isinstance(timeout, Timeout):
             raise TypeError(f"timeout must be a Timeout, not {timeout!r}; use Timeout.coerce()")
         if max_event_bytes is not None and max_event_bytes <= 0:

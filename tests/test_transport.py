@@ -153,14 +153,19 @@ def test_bad_max_retries_and_timeout() -> None:
 
 def test_repr_has_no_key() -> None:
     t = HTTPTransport(
-        base_url="http://user:pw@127.0.0.1:9/v1", api_key=SECRET, timeout=Timeout(), max_retries=1
+        base_url="http://127.0.0.1:9/v1", api_key=SECRET, timeout=Timeout(), max_retries=1
     )
     text = repr(t) + str(t) + t.base_url
     assert SECRET not in text
-    assert "pw" not in text
     assert "127.0.0.1:9/v1" in text
     stream = t.stream("/chat/completions", body())
     assert SECRET not in repr(stream)
+    with_user = HTTPTransport(
+        base_url="http://user:pw@127.0.0.1:9/v1", api_key=None, timeout=Timeout(), max_retries=1
+    )
+    text = repr(with_user) + str(with_user) + with_user.base_url
+    assert "pw" not in text
+    assert "127.0.0.1:9/v1" in text
 
 
 async def test_closed_transport_refuses() -> None:
@@ -770,3 +775,10 @@ def test_idle_timeout_is_validated() -> None:
         Timeout(idle=0)
     assert Timeout(idle=2).idle == 2
     assert Timeout.coerce(3).idle is None
+
+
+def test_credentials_in_url_and_api_key_conflict_early() -> None:
+    with pytest.raises(ValueError, match="credentials") as info:
+        HTTPTransport(base_url="http://u:p@127.0.0.1:1/v1", api_key=SECRET, timeout=Timeout())
+    assert SECRET not in str(info.value) and "u:p" not in str(info.value)
+    HTTPTransport(base_url="http://u:p@127.0.0.1:1/v1", api_key=None, timeout=Timeout())
