@@ -8,7 +8,7 @@ with a structured ``response_format``, and with strict tools. Anything raised th
 
 Usage::
 
-    pip install atheris
+    pip install -e ".[fuzz]"
     python benchmarks/fuzz_atheris.py -runs=200000
     python benchmarks/fuzz_atheris.py -max_total_time=600 CORPUS_DIR
 
