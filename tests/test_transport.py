@@ -46,6 +46,11 @@ from rxchat.errors import (
 from rxchat.mock import MockServer
 from rxchat.types import ChatCompletionChunk
 
+# Functional bound: a connection left to a timeout, the garbage collector or the end of the answer
+# would take seconds. Typical latency is about 1 ms (benchmarks/bench_faults.py measures it); the
+# margin keeps a loaded CI machine that deschedules a thread from failing the test.
+DISCONNECT_BOUND = 0.5
+
 SECRET = "sk-rxchat-SENTINEL-0123456789abcdef"
 USER = [{"role": "user", "content": "Say something"}]
 
@@ -544,7 +549,7 @@ async def test_aclose_disconnects_at_once(server: MockServer, transport: HTTPTra
     closed_at = time.monotonic()
     await stream.aclose()
     record = await server.wait_for_disconnect(timeout=2)
-    assert record.at - closed_at < 0.1
+    assert record.at - closed_at < DISCONNECT_BOUND
     with pytest.raises(StopAsyncIteration):
         await stream.__anext__()
 
@@ -555,7 +560,7 @@ async def test_leaving_async_with_disconnects(server: MockServer, transport: HTT
             break
         left_at = time.monotonic()
     record = await server.wait_for_disconnect(timeout=2)
-    assert record.at - left_at < 0.1
+    assert record.at - left_at < DISCONNECT_BOUND
 
 
 async def test_cancelling_the_reader_disconnects(
@@ -576,7 +581,7 @@ async def test_cancelling_the_reader_disconnects(
     with pytest.raises(asyncio.CancelledError):
         await task
     record = await server.wait_for_disconnect(timeout=2)
-    assert record.at - cancelled_at < 0.1
+    assert record.at - cancelled_at < DISCONNECT_BOUND
 
 
 async def test_cancel_while_waiting_for_the_first_byte(
@@ -600,7 +605,7 @@ async def test_garbage_collected_stream_disconnects(
     gc.collect()  # whichever frees it (refcount or the collector), the finalizer closes it
     dropped_at = time.monotonic()
     record = await server.wait_for_disconnect(timeout=2)
-    assert record.at - dropped_at < 0.1
+    assert record.at - dropped_at < DISCONNECT_BOUND
 
 
 async def test_transport_aclose_leaves_nothing_behind(server: MockServer) -> None:

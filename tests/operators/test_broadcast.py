@@ -22,6 +22,11 @@ from rxchat.mock import MockServer
 from rxchat.operators._broadcast import broadcast
 from rxchat.types import ChatCompletionChunk
 
+# Functional bound: a connection left to a timeout, the garbage collector or the end of the answer
+# would take seconds. Typical latency is about 1 ms (benchmarks/bench_faults.py measures it); the
+# margin keeps a loaded CI machine that deschedules a thread from failing the test.
+DISCONNECT_BOUND = 0.5
+
 on_next = ReactiveTest.on_next
 on_error = ReactiveTest.on_error
 on_completed = ReactiveTest.on_completed
@@ -269,7 +274,7 @@ async def test_unsubscribing_all_closes_the_connection(server: MockServer) -> No
     last_left = time.monotonic()
     subs[2].dispose()
     record = await server.wait_for_disconnect(timeout=2)
-    assert record.at - last_left < 0.1
+    assert record.at - last_left < DISCONNECT_BOUND
     assert len(server.requests) == 1
     for _ in range(5):
         await asyncio.sleep(0.01)
