@@ -206,7 +206,7 @@ FAULTS: list[Fault] = [
         f"stall_between=30&stall_after={AFTER}&keepalive=0.05",
         APITimeoutError,
         AFTER,
-        timeout=Timeout(connect=5.0, read=READ, total=TOTAL),
+        timeout=Timeout(connect=5.0, read=READ, total=TOTAL, idle=IDLE),
         idle=IDLE,
         what=f"': keep-alive' every 50 ms but no output after {AFTER} chunks",
         timed=True,
@@ -347,7 +347,7 @@ class Surface:
     name: str
     run: Callable[[str, Fault], Awaitable[Outcome]]
     accumulates: bool  # errors carry .completion (the partial answer)
-    idle_timeout: bool  # model-output idle timeout available (ops.idle_timeout)
+    idle_timeout: bool  # model-output idle timeout (ops.idle_timeout, Timeout(idle=...), --idle-timeout)
     max_event_bytes: bool  # the option exists on this surface
     what: str
     total_timeout: bool = True  # Timeout(total=...) can be set
@@ -549,7 +549,7 @@ SURFACES: list[Surface] = [
         "async_create",
         run_async_create,
         accumulates=False,
-        idle_timeout=False,
+        idle_timeout=True,
         max_event_bytes=True,
         what="await AsyncClient.chat.completions.create(stream=True); async for chunk",
     ),
@@ -557,7 +557,7 @@ SURFACES: list[Surface] = [
         "async_stream",
         run_async_stream,
         accumulates=True,
-        idle_timeout=False,
+        idle_timeout=True,
         max_event_bytes=True,
         what="async with AsyncClient.chat.completions.stream(...); async for event",
     ),
@@ -565,7 +565,7 @@ SURFACES: list[Surface] = [
         "sync_create",
         run_sync_create,
         accumulates=False,
-        idle_timeout=False,
+        idle_timeout=True,
         max_event_bytes=True,
         what="Client.chat.completions.create(stream=True); for chunk",
     ),
@@ -573,7 +573,7 @@ SURFACES: list[Surface] = [
         "sync_stream",
         run_sync_stream,
         accumulates=True,
-        idle_timeout=False,
+        idle_timeout=True,
         max_event_bytes=True,
         what="with Client.chat.completions.stream(...); for event",
     ),
@@ -631,7 +631,7 @@ def expected_error(fault: Fault, surface: Surface) -> type[BaseException] | None
     """The error class this surface must raise for the fault."""
     if fault.name == "stall_keepalive":
         # Keep-alive comments reset the socket's read timeout (any byte does); the model-output
-        # idle timeout catches the stall where it exists, else the total timeout does.
+        # idle timeout (every surface has one) catches the stall, never the total timeout.
         return IdleTimeoutError if surface.idle_timeout else APITimeoutError
     return fault.error
 
@@ -773,6 +773,7 @@ def cli_args(url: str, fault: Fault) -> list[str]:
         str(fault.max_retries),
         "--timeout",
         str(fault.timeout.read),
+        *(["--idle-timeout", str(fault.idle)] if fault.idle is not None else []),
     ]
 
 
@@ -834,7 +835,7 @@ CLI = Surface(
     "cli",
     run_cli_surface,
     accumulates=False,
-    idle_timeout=False,
+    idle_timeout=True,
     max_event_bytes=False,
     total_timeout=False,
     cli=True,
