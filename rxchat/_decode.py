@@ -23,7 +23,12 @@ from .errors import (
 )
 from .types import ChatCompletionChunk
 
-__all__ = ["ChunkDecoder"]
+__all__ = ["FEED_SIZE", "ChunkDecoder"]
+
+FEED_SIZE = 8192
+"""Bytes to decode per ``feed`` at most on hot paths. A read of hundreds of chunks decoded at once
+keeps all their models alive together; they then survive garbage-collector passes, which measured
+twice the CPU per chunk. Slices of this size keep each batch young."""
 
 _RAW_PREVIEW = 200
 # The model's validator itself: model_validate_json adds a Python frame per chunk (~0.5 us).

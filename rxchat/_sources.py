@@ -36,7 +36,7 @@ from reactivex.disposable import CompositeDisposable, Disposable
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
-from ._decode import ChunkDecoder
+from ._decode import FEED_SIZE, ChunkDecoder
 from ._transport import DEFAULT_TIMEOUT, HTTPTransport, Timeout
 from .errors import InvalidChunkError
 from .types import ChatCompletionChunk
@@ -52,7 +52,7 @@ __all__ = [
 ]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_READ_SIZE = 1 << 16
+_READ_SIZE = 1 << 16  # file reads; decoded in FEED_SIZE slices
 
 SSESource: TypeAlias = (
     bytes | bytearray | memoryview | str | os.PathLike[str] | Iterable[bytes] | AsyncIterable[bytes]
@@ -373,15 +373,24 @@ def _sync_observable(
     return Observable(subscribe)
 
 
+def _slices(data: bytes) -> Iterator[bytes]:
+    """``data`` in pieces of at most FEED_SIZE bytes (see rxchat._decode.FEED_SIZE)."""
+    if len(data) <= FEED_SIZE:
+        yield data
+        return
+    for start in range(0, len(data), FEED_SIZE):
+        yield data[start : start + FEED_SIZE]
+
+
 def _decode_reads(reads: Iterable[bytes]) -> Iterator[ChatCompletionChunk]:
     decoder = ChunkDecoder()
     for data in reads:
-        chunks = decoder.feed(_as_bytes(data))
-        yield from chunks
-        if decoder.error is not None:
-            raise decoder.error
-        if decoder.done:
-            return
+        for piece in _slices(_as_bytes(data)):
+            yield from decoder.feed(piece)
+            if decoder.error is not None:
+                raise decoder.error
+            if decoder.done:
+                return
     decoder.close()
 
 
@@ -443,14 +452,15 @@ def from_sse_bytes(source: SSESource) -> Observable[ChatCompletionChunk]:
             on_next = run.observer.on_next
             try:
                 async for data in iterator:
-                    for chunk in decoder.feed(_as_bytes(data)):
-                        if run.disposed:
+                    for piece in _slices(_as_bytes(data)):
+                        for chunk in decoder.feed(piece):
+                            if run.disposed:
+                                return
+                            on_next(chunk)
+                        if decoder.error is not None:
+                            raise decoder.error
+                        if decoder.done or run.disposed:
                             return
-                        on_next(chunk)
-                    if decoder.error is not None:
-                        raise decoder.error
-                    if decoder.done or run.disposed:
-                        return
                 decoder.close()
             finally:
                 aclose = getattr(iterator, "aclose", None)

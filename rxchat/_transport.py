@@ -29,7 +29,7 @@ import orjson
 from pydantic import BaseModel
 from yarl import URL
 
-from ._decode import ChunkDecoder
+from ._decode import FEED_SIZE, ChunkDecoder
 from .errors import (
     APIConnectionError,
     APIError,
@@ -596,7 +596,7 @@ def _take_buffered(resp: aiohttp.ClientResponse) -> bytes:
 
 
 _NEW, _OPEN, _ENDED = 0, 1, 2
-_FEED_SIZE = 8192  # bytes decoded per batch at most
+_FEED_SIZE = FEED_SIZE  # bytes decoded per batch at most
 
 
 class ChunkBatchStream:
