@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from rxchat.mock import MockServer
+
+# Property tests: never fail on a slow machine for being slow (no deadline, no too_slow check).
+# In CI (CI=true) examples are derived from the test, not drawn at random, so a run is
+# reproducible; locally each run explores new examples.
+settings.register_profile("rxchat", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "rxchat-ci",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    derandomize=True,
+    print_blob=True,
+)
+settings.load_profile("rxchat-ci" if os.environ.get("CI") else "rxchat")
 
 
 @pytest.fixture
