@@ -90,24 +90,39 @@ async def render_events(events: Observable[ChatCompletionStreamEvent], out: Outp
 
 
 async def render_answer(events: Observable[ChatCompletionStreamEvent], out: Output) -> None:
-    """The answer's text (and a refusal's) as it streams; a note on stderr when it was cut."""
+    """The answer's text (and a refusal's) as it streams, then its tool calls; notes on stderr
+    when it was cut or when other choices were not shown."""
     finish: list[str] = []
+    calls: list[tuple[str, str]] = []
+    choices: set[int] = set()
 
     with out.text_view() as view:
 
         def show(event: ChatCompletionStreamEvent) -> None:
+            choices.add(event.choice_index)
+            if event.choice_index != 0:
+                return
             if event.type == "content.delta" or event.type == "refusal.delta":
-                if event.choice_index == 0:
-                    view.append(event.delta)
+                view.append(event.delta)
+            elif event.type == "tool_calls.function.arguments.done":
+                calls.append((event.name, event.arguments))
             elif event.type == "chunk":
                 reason = event.chunk.finish_reason
                 if reason is not None:
                     finish.append(reason)
 
         await drain(events, show)
+    for name, arguments in calls:
+        out.line(f"tool call {name}({arguments})")
     if finish and finish[-1] == "length":
         print(
             "rxchat: note: the answer stopped at the token limit (finish_reason length)",
+            file=sys.stderr,
+        )
+    if len(choices) > 1:
+        print(
+            f"rxchat: note: {len(choices)} choices were streamed; this shows choice 0 "
+            "(--events prints them all)",
             file=sys.stderr,
         )
 

@@ -392,6 +392,22 @@ async def test_replay_prints_the_recorded_answer() -> None:
     assert out == corpus_text("plain_text.sse") + "\n"
 
 
+async def test_replay_shows_tool_calls() -> None:
+    code, out, err = await run_cli("replay", str(CORPUS / "two_pydantic_tools.sse"))
+    assert code == 0, err
+    lines = out.strip().split("\n")
+    assert lines[0].startswith('tool call GetWeatherArgs({"city": "Edinburgh"')
+    assert lines[1].startswith('tool call get_stock_price({"ticker": "AAPL"')
+    assert len(lines) == 2
+
+
+async def test_replay_of_several_choices_says_which_is_shown() -> None:
+    code, out, err = await run_cli("replay", str(CORPUS / "structured_location_n3.sse"))
+    assert code == 0, err
+    assert out.startswith('{"city":"San Francisco"')
+    assert "3 choices" in one_line(err)
+
+
 async def test_replay_events() -> None:
     code, out, err = await run_cli("replay", str(CORPUS / "pydantic_tool.sse"), "--events")
     assert code == 0, err
