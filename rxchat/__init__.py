@@ -11,6 +11,8 @@ from . import errors as errors
 from . import events as events
 from . import operators as operators
 from . import types as types
+from ._bridge import ObservableIterator as ObservableIterator
+from ._bridge import to_async_iterator as to_async_iterator
 from ._client import NOT_GIVEN as NOT_GIVEN
 from ._client import AsyncClient as AsyncClient
 from ._client import Client as Client
@@ -66,6 +68,7 @@ __all__ = [
     "ChatCompletionStream",
     "ChatCompletionStreamManager",
     "NotGiven",
+    "ObservableIterator",
     "Stream",
     "ChatCompletion",
     "ChatCompletionChunk",
@@ -89,6 +92,7 @@ __all__ = [
     "mock",
     "operators",
     "pydantic_function_tool",
+    "to_async_iterator",
     "to_strict_json_schema",
     "type_to_response_format_param",
     "types",

@@ -37,6 +37,7 @@ from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from ._decode import FEED_SIZE, ChunkDecoder
+from ._flow import FLOW_GATE
 from ._transport import DEFAULT_TIMEOUT, HTTPTransport, Timeout
 from .errors import InvalidChunkError
 from .types import ChatCompletionChunk
@@ -199,6 +200,7 @@ async def _pump(run: _Run, stream: BatchStream) -> None:
     """Deliver every chunk of a batch stream, batch by batch, until the end or disposal."""
     run.stream = stream
     on_next = run.observer.on_next
+    gate = FLOW_GATE.get()  # set by a bounded async bridge downstream (rxchat.to_async_iterator)
     try:
         async for batch in stream:
             for chunk in batch:
@@ -207,6 +209,10 @@ async def _pump(run: _Run, stream: BatchStream) -> None:
                 on_next(chunk)
             if run.disposed:
                 return
+            if gate is not None and gate.closed:
+                await gate.wait_open()  # the consumer is behind: read no further for now
+                if run.disposed:
+                    return
     finally:
         run.stream = None
         await stream.aclose()

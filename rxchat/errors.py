@@ -27,7 +27,8 @@ has one, so ``except openai.RateLimitError`` becomes ``except rxchat.RateLimitEr
     ├── ContentFilterFinishReasonError    finish_reason "content_filter"
     ├── StructuredOutputError             content or tool arguments that do not validate (.raw)
     ├── UnknownToolError                  a tool call to a tool that was not given
-    └── StreamConsumedError               a stream object iterated a second time
+    ├── StreamConsumedError               a stream object iterated a second time
+    └── BufferOverflowError               a source outran a bounded async bridge
 
 Whatever arrived before an error stays reachable on it: ``.completion`` (alias ``.partial``) is the
 accumulated :class:`~rxchat.types.ChatCompletion` snapshot when something accumulated the stream,
@@ -51,6 +52,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BufferOverflowError",
     "ConflictError",
     "ContentFilterFinishReasonError",
     "EventTooLargeError",
@@ -368,3 +370,18 @@ class UnknownToolError(RxChatError):
 
 class StreamConsumedError(RxChatError):
     """A stream object was iterated a second time; a stream can be consumed once."""
+
+
+class BufferOverflowError(RxChatError):
+    """A source pushed more items into ``rxchat.to_async_iterator`` than its bound allows.
+
+    rxchat's network sources pause reading instead; a source that cannot be paused (a
+    synchronous replay, a hot Observable) ends the iteration with this error.
+    """
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"more than {limit} items were waiting in to_async_iterator(): the source does not "
+            "slow down for a slow consumer; raise max_buffered or consume faster"
+        )
+        self.limit = limit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import Generic, TypeVar
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
+from .._flow import FLOW_GATE
 from ..events import ChunkEvent
 
 __all__ = ["broadcast"]
@@ -111,9 +113,12 @@ class _Shared(Generic[_T]):
                 self.done = True
                 self._finish_all()
 
-        link.disposable = self.source.subscribe(
-            on_next, on_error, on_completed, scheduler=scheduler
-        )
+        def subscribe_upstream() -> abc.DisposableBase:
+            # A shared stream is never paused by one consumer's bounded bridge.
+            FLOW_GATE.set(None)
+            return self.source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
+
+        link.disposable = contextvars.copy_context().run(subscribe_upstream)
 
     def _disconnect(self) -> None:
         """The last subscriber left before the end: cancel the upstream, forget its history."""
