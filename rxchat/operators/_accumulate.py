@@ -263,3 +263,38 @@ def state_of(item: object) -> ChatCompletionStreamState[Any] | None:
     """The state that produced a ``chunk`` event (None for other items)."""
     state = _origin(item) if isinstance(item, ChunkEvent) else None
     return state if isinstance(state, ChatCompletionStreamState) else None
+
+
+class StateFollower:
+    """The accumulating state behind a stream of events or chunks, for operators that ask it.
+
+    On events it is the state of the upstream ``ops.accumulate()`` (read from ``chunk``
+    events); on chunks it accumulates them itself. Mixing the two is an error.
+    """
+
+    __slots__ = ("name", "own", "state")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.state: ChatCompletionStreamState[Any] | None = None
+        self.own = False
+
+    def follow(self, item: Any) -> list[ChatCompletionStreamEvent]:
+        """The events ``item`` stands for: itself when it is an event, the events it produced
+        when it is a chunk accumulated here.
+
+        Raises:
+            TypeError: an item that is neither, or chunks after events.
+            Exception: what the accumulation of a chunk raises.
+        """
+        if isinstance(item, _Event):
+            if isinstance(item, ChunkEvent):
+                self.state = state_of(item) or self.state
+            return [item]  # type: ignore[list-item]
+        if isinstance(item, ChatCompletionChunk | Mapping):
+            if self.state is None:
+                self.state, self.own = ChatCompletionStreamState(), True
+            elif not self.own:
+                raise TypeError(f"{self.name}() got both chunks and events")
+            return self.state.handle_chunk(item)  # type: ignore[arg-type]
+        raise TypeError(f"{self.name}() expects events or chunks, got {type(item).__name__}")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from reactivex import Observable, abc
 
-from .._state import ChatCompletionStreamState
 from ..errors import IncompleteStreamError
-from ..events import ChunkEvent, _Event
-from ..types import ChatCompletionChunk, ParsedChatCompletion
-from ._accumulate import state_of, with_completion
+from ..types import ParsedChatCompletion
+from ._accumulate import StateFollower, with_completion
 
 __all__ = ["final_completion"]
 
@@ -48,45 +46,26 @@ def final_completion() -> Callable[[Observable[Any]], Observable[ParsedChatCompl
             observer: abc.ObserverBase[ParsedChatCompletion[Any]],
             scheduler: abc.SchedulerBase | None = None,
         ) -> abc.DisposableBase:
-            state: ChatCompletionStreamState[Any] | None = None
-            own = False
+            follower = StateFollower("final_completion")
             stopped = False
 
-            def fail(err: Exception) -> None:
-                nonlocal stopped
-                stopped = True
-                observer.on_error(err)
-
             def on_next(item: Any) -> None:
-                nonlocal state, own
+                nonlocal stopped
                 if stopped:
                     return
-                if isinstance(item, ChunkEvent):
-                    state = state_of(item) or state
-                elif isinstance(item, ChatCompletionChunk | Mapping):
-                    if state is None:
-                        state, own = ChatCompletionStreamState(), True
-                    elif not own:
-                        fail(TypeError("final_completion() got both chunks and events"))
-                        return
-                    try:
-                        state.handle_chunk(item)  # type: ignore[arg-type]
-                    except Exception as err:
-                        fail(with_completion(err, state))
-                elif not isinstance(item, _Event):
-                    fail(
-                        TypeError(
-                            "final_completion() expects events or chunks, "
-                            f"got {type(item).__name__}"
-                        )
-                    )
+                try:
+                    follower.follow(item)
+                except Exception as err:
+                    stopped = True
+                    observer.on_error(with_completion(err, follower.state))
 
             def on_error(err: Exception) -> None:
-                observer.on_error(with_completion(err, state))
+                observer.on_error(with_completion(err, follower.state))
 
             def on_completed() -> None:
                 if stopped:
                     return
+                state = follower.state
                 if state is None or not state.chunks_handled:
                     observer.on_error(
                         IncompleteStreamError("the stream completed without any chunk")

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from reactivex import Observable, abc
 
-from .._state import ChatCompletionStreamState
-from ..events import ChunkEvent, FunctionToolCallArgumentsDoneEvent, _Event
-from ..types import ChatCompletionChunk, ParsedFunctionToolCall
-from ._accumulate import state_of, with_completion
+from ..events import FunctionToolCallArgumentsDoneEvent
+from ..types import ParsedFunctionToolCall
+from ._accumulate import StateFollower, with_completion
 
 __all__ = ["tool_calls"]
 
@@ -47,58 +46,35 @@ def tool_calls() -> Callable[[Observable[Any]], Observable[ParsedFunctionToolCal
             observer: abc.ObserverBase[ParsedFunctionToolCall],
             scheduler: abc.SchedulerBase | None = None,
         ) -> abc.DisposableBase:
-            state: ChatCompletionStreamState[Any] | None = None
-            own = False
+            follower = StateFollower("tool_calls")
             stopped = False
 
-            def fail(err: Exception) -> None:
-                nonlocal stopped
-                stopped = True
-                observer.on_error(err)
-
             def on_next(item: Any) -> None:
-                nonlocal state, own
+                nonlocal stopped
                 if stopped:
                     return
-                if isinstance(item, ChunkEvent):
-                    state = state_of(item) or state
-                elif isinstance(item, FunctionToolCallArgumentsDoneEvent):
-                    if state is None:
-                        fail(TypeError("tool_calls() got a tool-call event before any chunk event"))
-                        return
-                    try:
-                        call = state._completed_tool_call(item.choice_index, item.index)
-                    except Exception as err:
-                        fail(with_completion(err, state))
-                        return
+                try:
+                    done = [
+                        event
+                        for event in follower.follow(item)
+                        if isinstance(event, FunctionToolCallArgumentsDoneEvent)
+                    ]
+                    state = follower.state
+                    if done and state is None:
+                        raise TypeError("tool_calls() got a tool-call event before any chunk event")
+                    calls = [
+                        state._completed_tool_call(event.choice_index, event.index)  # type: ignore[union-attr]
+                        for event in done
+                    ]
+                except Exception as err:
+                    stopped = True
+                    observer.on_error(with_completion(err, follower.state))
+                    return
+                for call in calls:
                     observer.on_next(call)
-                elif isinstance(item, ChatCompletionChunk | Mapping):
-                    if state is None:
-                        state, own = ChatCompletionStreamState(), True
-                    elif not own:
-                        fail(TypeError("tool_calls() got both chunks and events"))
-                        return
-                    try:
-                        events = state.handle_chunk(item)  # type: ignore[arg-type]
-                        calls = [
-                            state._completed_tool_call(event.choice_index, event.index)
-                            for event in events
-                            if isinstance(event, FunctionToolCallArgumentsDoneEvent)
-                        ]
-                    except Exception as err:
-                        fail(with_completion(err, state))
-                        return
-                    for call in calls:
-                        observer.on_next(call)
-                elif not isinstance(item, _Event):
-                    fail(
-                        TypeError(
-                            f"tool_calls() expects events or chunks, got {type(item).__name__}"
-                        )
-                    )
 
             def on_error(err: Exception) -> None:
-                observer.on_error(with_completion(err, state))
+                observer.on_error(with_completion(err, follower.state))
 
             return source.subscribe(on_next, on_error, observer.on_completed, scheduler=scheduler)
 
