@@ -9,7 +9,7 @@ text, and a body that ends with neither a finish reason nor ``[DONE]`` is incomp
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import orjson
 from pydantic import ValidationError
@@ -86,15 +86,30 @@ class ChunkDecoder:
             raise self.error
         if self.done:
             return []
+        sse = self._sse
         try:
-            events = self._sse.feed(data)
+            items = sse.feed_payloads(data)
         except RxChatError as err:
             self._fail(err)
             return []
-        chunks: list[ChatCompletionChunk] = []
-        for event in events:
+        if sse.all_payloads and "[DONE]" not in items:
+            # The common read: plain data payloads, no [DONE]. All built in one comprehension;
+            # on any failure the general loop below redoes the read to say which one failed.
             try:
-                chunk = self._decode(event)
+                chunks = [_validate_chunk_json(raw) for raw in cast("list[str]", items)]
+            except ValidationError:
+                pass
+            else:
+                if not self.finished:
+                    self._check_finished(chunks)
+                self.chunks_received += len(chunks)
+                if sse.error is not None:
+                    self._fail(sse.error)  # an oversized event after these chunks
+                return chunks
+        chunks = []
+        for item in items:
+            try:
+                chunk = self._decode(item)
             except RxChatError as err:
                 self.chunks_received += len(chunks)
                 self._fail(err)
@@ -102,11 +117,20 @@ class ChunkDecoder:
             if chunk is None:  # [DONE]
                 break
             chunks.append(chunk)
+        if not self.finished:
+            self._check_finished(chunks)
         self.chunks_received += len(chunks)
-        if self._sse.error is not None and not self.done:
+        if sse.error is not None and not self.done:
             # The read also held an oversized event after these chunks: deliver them, then fail.
-            self._fail(self._sse.error)
+            self._fail(sse.error)
         return chunks
+
+    def _check_finished(self, chunks: list[ChatCompletionChunk]) -> None:
+        for chunk in chunks:
+            for choice in chunk.choices:
+                if choice.finish_reason is not None:
+                    self.finished = True
+                    return
 
     def close(self) -> None:
         """The body ended. Raises :class:`IncompleteStreamError` when it ended too early."""
@@ -129,37 +153,34 @@ class ChunkDecoder:
         err.chunks_received = self.chunks_received
         self.error = err
 
-    def _decode(self, event: ServerSentEvent) -> ChatCompletionChunk | None:
-        raw = event.data
+    def _decode(self, event: str | ServerSentEvent) -> ChatCompletionChunk | None:
+        raw = event if isinstance(event, str) else event.data
         if raw == "[DONE]":
             self.done = True
             return None
-        if event.event != "error":
-            # The happy path parses once, in Rust, straight into the models; anything that fails
-            # is parsed again with orjson only to say precisely what was wrong with it.
-            try:
-                chunk = _validate_chunk_json(raw)
-            except ValidationError as err:
-                self._reject(raw, err, event)
-            if not self.finished:
-                for choice in chunk.choices:
-                    if choice.finish_reason is not None:
-                        self.finished = True
-                        break
-            return chunk
-        self._reject(raw, None, event)
+        if not isinstance(event, str) and event.event == "error":
+            self._reject(raw, None, event)
+        # The happy path parses once, in Rust, straight into the models; anything that fails
+        # is parsed again with orjson only to say precisely what was wrong with it.
+        try:
+            return _validate_chunk_json(raw)
+        except ValidationError as err:
+            self._reject(raw, err, event)
 
     @staticmethod
-    def _reject(raw: str, err: ValidationError | None, event: ServerSentEvent) -> NoReturn:
+    def _reject(
+        raw: str, err: ValidationError | None, event: str | ServerSentEvent
+    ) -> NoReturn:
+        is_error_event = not isinstance(event, str) and event.event == "error"
         try:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError as json_err:
-            if event.event == "error":
+            if is_error_event:
                 raise StreamAPIError(f"the server sent an error event: {_preview(raw)}") from None
             raise InvalidChunkError(
                 f"a data payload is not valid JSON ({json_err}): {_preview(raw)}", raw=raw
             ) from None
-        if event.event == "error" or (isinstance(body, dict) and "error" in body):
+        if is_error_event or (isinstance(body, dict) and "error" in body):
             raise StreamAPIError(_error_message(body, raw), body=body) from None
         if type(body) is not dict:
             raise InvalidChunkError(

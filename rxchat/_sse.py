@@ -66,6 +66,8 @@ class SSEDecoder:
         "_line_parts",
         "_line_size",
         "_max",
+        "_only_payloads",
+        "_payload_mode",
         "_pending_cr",
         "_retry",
         "_size",
@@ -88,6 +90,8 @@ class SSEDecoder:
         self._comments = 0
         self._max = max_event_bytes
         self._error: EventTooLargeError | None = None
+        self._payload_mode = False  # in a feed_payloads call
+        self._only_payloads = False  # whether the last one returned data strings only
         self.discarded_chars = 0
 
     @property
@@ -111,6 +115,23 @@ class SSEDecoder:
         Raises:
             EventTooLargeError: an event exceeded ``max_event_bytes`` (see the class docstring).
         """
+        return self._feed(data, False)
+
+    def feed_payloads(self, data: bytes) -> list[str | ServerSentEvent]:
+        """Like :meth:`feed`, but an event of the default type with one ``data`` line and no
+        ``retry`` comes as its data string alone (the value its ``data`` would be; for ids see
+        :attr:`last_event_id`). Cheaper: nearly every event an LLM server sends is one.
+        :attr:`all_payloads` tells whether the returned list holds strings only.
+        """
+        return self._feed(data, True)
+
+    @property
+    def all_payloads(self) -> bool:
+        """Whether the last :meth:`feed_payloads` returned data strings only."""
+        return self._only_payloads
+
+    def _feed(self, data: bytes, plain: bool) -> list[Any]:
+        self._payload_mode = self._only_payloads = plain
         if self._error is not None:
             raise self._error
         text = self._utf8.decode(data)
@@ -138,9 +159,9 @@ class SSEDecoder:
             text = "".join(self._line_parts) + text
             self._line_parts.clear()
         self._line_size = 0
-        events: list[ServerSentEvent] = []
+        events: list[Any] = []
         try:
-            self._feed_lines(text, events)
+            self._feed_lines(text, events, plain)
         except EventTooLargeError as err:
             if not events:
                 raise
@@ -167,7 +188,7 @@ class SSEDecoder:
         self._retry = None
         return []
 
-    def _feed_lines(self, text: str, events: list[ServerSentEvent]) -> None:
+    def _feed_lines(self, text: str, events: list[Any], plain: bool) -> None:
         """Process ``text``, which starts at a line start, keeping an unfinished last line."""
         start = 0
         if self._data or self._event or self._retry is not None:
@@ -184,6 +205,8 @@ class SSEDecoder:
                 end += 1
             self._process_line("", events)
             start = end + 1
+        if plain and self._fast_payloads(text[start:] if start else text, events):
+            return
         # At a block boundary with empty buffers: a block that is one "data:" line (nearly every
         # block an LLM server sends) is dispatched without the line-by-line machinery. The result
         # is the same as _process_line would give.
@@ -195,7 +218,10 @@ class SSEDecoder:
                 if limit is not None and len(block) + 1 > limit:
                     raise EventTooLargeError(limit)
                 value = block[6:] if block.startswith(" ", 5) else block[5:]
-                events.append(ServerSentEvent(value, "message", self._last_id, None))
+                if plain:
+                    events.append(value)
+                else:
+                    events.append(ServerSentEvent(value, "message", self._last_id, None))
             else:
                 for line in block.split("\n"):
                     self._process_line(line, events)
@@ -203,7 +229,38 @@ class SSEDecoder:
         if tail:
             self._general_lines(tail, events)
 
-    def _general_lines(self, text: str, events: list[ServerSentEvent]) -> None:
+    def _fast_payloads(self, text: str, events: list[Any]) -> bool:
+        """At a block boundary with empty buffers: when every complete line of ``text``
+        alternates ``data: ...`` / blank (what LLM servers send), append the data strings and
+        return True, with the same outcome as the line-by-line rules; else change nothing.
+
+        Tested on whole lists in C rather than line by line: the blank lines with ``any``, the
+        ``data: `` prefixes with ``min``/``max`` (a string starts with ``"data: "`` exactly when
+        it sorts between ``"data: "`` and ``"data:!"``, ``"!"`` being the character after space).
+        """
+        lines = text.split("\n")
+        tail = lines.pop()  # unfinished line
+        last = lines.pop() if len(lines) & 1 else None  # a line whose blank line is to come
+        data = lines[0::2]
+        limit = self._max
+        if not (
+            data
+            and not any(lines[1::2])
+            and min(data) >= "data: "
+            and max(data) < "data:!"
+            and (limit is None or max(map(len, data)) < limit)
+        ):
+            return False
+        events += [line[6:] for line in data]
+        if last is not None:
+            self._process_line(last, events)
+        if tail:
+            self._line_parts.append(tail)
+            self._line_size = len(tail)
+            self._check_size()
+        return True
+
+    def _general_lines(self, text: str, events: list[Any]) -> None:
         lines = text.split("\n")
         tail = lines.pop()
         for line in lines:
@@ -217,7 +274,7 @@ class SSEDecoder:
         if self._max is not None and self._size + self._line_size > self._max:
             raise EventTooLargeError(self._max)
 
-    def _process_line(self, line: str, events: list[ServerSentEvent]) -> None:
+    def _process_line(self, line: str, events: list[Any]) -> None:
         if line.startswith("data:"):  # the hot path
             self._data.append(line[6:] if line.startswith("data: ") else line[5:])
             self._size += len(line) + 1
@@ -226,11 +283,23 @@ class SSEDecoder:
             return
         if not line:
             if self._data:
-                events.append(
-                    ServerSentEvent(
-                        "\n".join(self._data), self._event or "message", self._last_id, self._retry
+                if (
+                    self._payload_mode
+                    and len(self._data) == 1
+                    and not self._event
+                    and self._retry is None
+                ):
+                    events.append(self._data[0])
+                else:
+                    self._only_payloads = False
+                    events.append(
+                        ServerSentEvent(
+                            "\n".join(self._data),
+                            self._event or "message",
+                            self._last_id,
+                            self._retry,
+                        )
                     )
-                )
             # As per the spec, no dispatch when the data buffer is empty, but buffers reset.
             self._data.clear()
             self._size = 0
