@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rxchat import ChatCompletionChunk, ChunkDecoder
 from rxchat.errors import (
@@ -331,3 +333,61 @@ def test_any_split_gives_the_same_chunks_and_errors() -> None:
         assert chunks == expected_chunks, cut
         assert type(error) is type(expected_error)
         assert error is not None and error.chunks_received == 2
+
+
+# -- property: the decoder against a one-event-at-a-time reference ----------------------------
+
+_FRAMES = st.one_of(
+    st.builds(lambda t: frame(content(t)), st.text(max_size=6)),
+    st.builds(lambda t: frame(content(t)), st.text(max_size=6)),
+    st.builds(lambda t: frame(content(t, finish_reason="stop")), st.text(max_size=3)),
+    st.just(frame({"id": "u", "choices": [], "usage": {"prompt_tokens": 1}})),
+    st.just(b"data: {bad\n\n"),
+    st.just(b"data: [1, 2]\n\n"),
+    st.just(frame({"choices": "nope"})),
+    st.just(frame({"error": {"message": "boom"}})),
+    st.just(b"event: error\ndata: {}\n\n"),
+    st.just(b"event: message\ndata: " + frame(content("typed"))[6:]),
+    st.just(b": keep-alive\n\n"),
+    st.just(b"data:" + frame(content("nospace"))[6:]),
+    st.just(DONE),
+)
+
+
+def reference(body: bytes) -> tuple[list[ChatCompletionChunk], type[RxChatError] | None, int]:
+    """What the stream means, decoded one SSE event at a time with the public pieces."""
+    from rxchat import SSEDecoder
+
+    chunks: list[ChatCompletionChunk] = []
+    finished = False
+    for event in SSEDecoder().feed(body):
+        if event.data == "[DONE]":
+            return chunks, None, len(chunks)
+        try:
+            if event.event == "error" or "error" in (orjson.loads(event.data) or {}):
+                return chunks, StreamAPIError, len(chunks)
+        except (orjson.JSONDecodeError, TypeError):
+            return chunks, InvalidChunkError, len(chunks)
+        try:
+            chunk = ChatCompletionChunk.model_validate_json(event.data)
+        except ValueError:
+            return chunks, InvalidChunkError, len(chunks)
+        finished = finished or any(c.finish_reason is not None for c in chunk.choices)
+        chunks.append(chunk)
+    return chunks, (None if finished else IncompleteStreamError), len(chunks)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_FRAMES, max_size=40), st.data())
+def test_decoder_matches_a_per_event_reference_for_any_split(
+    frames: list[bytes], data: st.DataObject
+) -> None:
+    body = b"".join(frames)
+    cuts = sorted(set(data.draw(st.lists(st.integers(0, len(body)), max_size=6))))
+    reads = [body[a:b] for a, b in zip([0, *cuts], [*cuts, len(body)], strict=True)]
+    want_chunks, want_error, want_count = reference(body)
+    chunks, error = run(reads)
+    assert chunks == want_chunks
+    assert type(error) is (want_error or type(None))
+    if error is not None:
+        assert error.chunks_received == want_count
