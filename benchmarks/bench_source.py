@@ -20,10 +20,12 @@ chunk and the cyclic-GC collections (all generations / full ones) during one str
 (issue 2): rxchat source / floor <= 2.0; openai / rxchat source >= 3.0.
 
 ``--stages`` adds a breakdown of the decoding cost, in-process (no network) on the same body
-split as it arrived from the socket: SSE decoding alone, + ``orjson.loads``, + pydantic
-``model_validate_json``, and ``ChunkDecoder.feed`` (which returns a read's chunks as one list)
-fed 8 KiB slices as the transport does, or whole socket reads with the cyclic GC on and off
-(holding hundreds of chunk models at once makes them survive GC passes). ``--profile`` adds a cProfile (CPU time) of one rxchat-source run.
+split as it arrived from the socket: the floor's split + ``orjson.loads``; ``orjson.loads`` and
+pydantic's ``validate_json`` (what builds the three models of a chunk) alone on the payloads;
+SSE decoding into event objects and into data strings (``feed_payloads``, what the chunk decoder
+uses); and ``ChunkDecoder.feed`` (which returns a read's chunks as one list) fed 8 KiB slices as
+the transport does, or whole socket reads with the cyclic GC on and off (holding hundreds of
+chunk models at once makes them survive GC passes). ``--profile`` adds a cProfile (CPU time) of one rxchat-source run.
 
 ``--large-events`` adds the SSE decoder's cost on one huge event (1, 10 and 40 MB, fed in 64 KiB
 reads and in one read): MB/s stays flat as the event grows, i.e. decoding is linear.
@@ -294,7 +296,13 @@ async def capture(url: str, model: str) -> list[bytes]:
 def stages(reads: list[bytes], repeat: int) -> list[tuple[str, float]]:
     """CPU µs per chunk of each decoding stage on recorded reads (best of ``repeat``)."""
     count = b"".join(reads).count(b"\ndata: {") + 1
-    validate_json = rxchat.ChatCompletionChunk.model_validate_json
+    validate_json = rxchat.ChatCompletionChunk.__pydantic_validator__.validate_json
+    sliced = [data[i : i + 8192] for data in reads for i in range(0, len(data), 8192)]
+    payloads = [
+        line[6:]
+        for line in b"".join(reads).decode().split("\n")
+        if line.startswith("data: {")
+    ]
 
     def split_orjson() -> None:
         buffer = b""
@@ -305,31 +313,28 @@ def stages(reads: list[bytes], repeat: int) -> list[tuple[str, float]]:
                 if line.startswith(b"data: {"):
                     orjson.loads(line[6:])
 
+    def orjson_alone() -> None:
+        for payload in payloads:
+            orjson.loads(payload)
+
+    def validate_alone() -> None:
+        for payload in payloads:
+            validate_json(payload)
+
     def sse() -> None:
         decoder = SSEDecoder()
-        for data in reads:
+        for data in sliced:
             decoder.feed(data)
 
-    def sse_orjson() -> None:
+    def sse_payloads() -> None:
         decoder = SSEDecoder()
-        for data in reads:
-            for event in decoder.feed(data):
-                if event.data != "[DONE]":
-                    orjson.loads(event.data)
-
-    def sse_validate() -> None:
-        decoder = SSEDecoder()
-        for data in reads:
-            for event in decoder.feed(data):
-                if event.data != "[DONE]":
-                    validate_json(event.data)
+        for data in sliced:
+            decoder.feed_payloads(data)
 
     def chunk_decoder() -> None:
         decoder = ChunkDecoder()
         for data in reads:
             decoder.feed(data)
-
-    sliced = [data[i : i + 8192] for data in reads for i in range(0, len(data), 8192)]
 
     def chunk_decoder_sliced() -> None:
         decoder = ChunkDecoder()
@@ -345,9 +350,10 @@ def stages(reads: list[bytes], repeat: int) -> list[tuple[str, float]]:
 
     plan = [
         ("floor: line split + orjson.loads", split_orjson),
-        ("SSEDecoder.feed", sse),
-        ("SSEDecoder + orjson.loads", sse_orjson),
-        ("SSEDecoder + model_validate_json, each dropped", sse_validate),
+        ("orjson.loads alone (payloads split beforehand)", orjson_alone),
+        ("pydantic validate_json alone (the chunk models)", validate_alone),
+        ("SSEDecoder.feed, 8 KiB slices (event objects)", sse),
+        ("SSEDecoder.feed_payloads, 8 KiB slices", sse_payloads),
         ("ChunkDecoder.feed, 8 KiB slices (as the transport)", chunk_decoder_sliced),
         ("ChunkDecoder.feed, whole reads (a read's chunks held)", chunk_decoder),
         ("ChunkDecoder.feed, whole reads, cyclic GC disabled", chunk_decoder_no_gc),
