@@ -14,6 +14,7 @@ from typing import Any, NoReturn, cast
 import orjson
 from pydantic import ValidationError
 
+from ._fastbuild import build_chunks
 from ._sse import ServerSentEvent, SSEDecoder
 from .errors import (
     IncompleteStreamError,
@@ -35,6 +36,27 @@ _RAW_PREVIEW = 200
 _validate_chunk_json: Callable[[str], ChatCompletionChunk] = (
     ChatCompletionChunk.__pydantic_validator__.validate_json
 )
+
+
+def _build_with_pydantic(payloads: list[str]) -> list[ChatCompletionChunk]:
+    return [_validate_chunk_json(raw) for raw in payloads]
+
+
+def _build_fast(payloads: list[str]) -> list[ChatCompletionChunk]:
+    assert build_chunks is not None
+    chunks = build_chunks(payloads)
+    if None in chunks:  # what the C builder leaves to pydantic (which may raise)
+        for i, chunk in enumerate(chunks):
+            if chunk is None:
+                chunks[i] = _validate_chunk_json(payloads[i])
+    return cast("list[ChatCompletionChunk]", chunks)
+
+
+_build_all: Callable[[list[str]], list[ChatCompletionChunk]] = (
+    _build_with_pydantic if build_chunks is None else _build_fast
+)
+"""A read's payloads as chunks: the C builder where it is available (the same models, built
+from ``orjson.loads``), pydantic for everything else. Raises pydantic's ValidationError."""
 
 
 def _preview(raw: str) -> str:
@@ -96,7 +118,7 @@ class ChunkDecoder:
             # The common read: plain data payloads, no [DONE]. All built in one comprehension;
             # on any failure the general loop below redoes the read to say which one failed.
             try:
-                chunks = [_validate_chunk_json(raw) for raw in cast("list[str]", items)]
+                chunks = _build_all(cast("list[str]", items))
             except ValidationError:
                 pass
             else:

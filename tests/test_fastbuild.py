@@ -1,0 +1,330 @@
+"""The C chunk builder (rxchat._speedups via rxchat._fastbuild) against pydantic.
+
+Whatever it builds must be the model pydantic builds from the same payload — same classes,
+values, key order, fields set, extras — and whatever pydantic rejects it must hand back (None)
+for pydantic to reject. Checked on the corpus, the mock server's output and generated payloads
+that mix right and wrong types at every field.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+import rxchat._fastbuild as fastbuild
+from rxchat import ChatCompletionChunk, SSEDecoder
+from rxchat._fastbuild import models_identical
+from rxchat.mock import MockServer
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "openai"
+
+validate = ChatCompletionChunk.__pydantic_validator__.validate_json
+
+
+def test_the_extension_is_built_and_in_use() -> None:
+    # The CI machine has a C compiler: a silent build failure (it is optional) must show here.
+    assert fastbuild._speedups is not None
+    assert fastbuild.build_chunks is not None
+
+
+def build(raw: str) -> Any:
+    assert fastbuild.build_chunks is not None
+    return fastbuild.build_chunks([raw])[0]
+
+
+def check(raw: str) -> bool:
+    """Assert the builder agrees with pydantic on ``raw``; True if the builder decided it."""
+    fast = build(raw)
+    try:
+        expected = validate(raw)
+    except ValidationError:
+        assert fast is None, raw
+        return False
+    if fast is None:
+        return False
+    assert models_identical(fast, expected), raw
+    assert fast.model_dump() == expected.model_dump()
+    assert fast.model_dump_json(exclude_unset=True) == expected.model_dump_json(exclude_unset=True)
+    assert repr(fast) == repr(expected)
+    return True
+
+
+def corpus_payloads() -> list[str]:
+    payloads = []
+    for path in sorted(CORPUS.glob("*.sse")):
+        for event in SSEDecoder().feed(path.read_bytes()):
+            if event.data != "[DONE]":
+                payloads.append(event.data)
+    return payloads
+
+
+def test_every_corpus_chunk_is_built_by_the_extension_as_pydantic_builds_it() -> None:
+    payloads = corpus_payloads()
+    assert len(payloads) > 300
+    decided = [check(raw) for raw in payloads]
+    assert all(decided)  # real OpenAI chunks never need the fallback
+
+
+async def test_mock_server_chunks_of_every_kind(mock_server: MockServer) -> None:
+    import aiohttp
+
+    bodies = [
+        {"model": "mock?tokens=20", "n": 2, "logprobs": True, "top_logprobs": 2},
+        {"model": "mock", "stream_options": {"include_usage": True}},
+        {
+            "model": "mock",
+            "tools": [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "f",
+                        "parameters": {"type": "object", "properties": {"a": {"type": "string"}}},
+                    },
+                }
+            ],
+            "tool_choice": "required",
+        },
+        {"model": "mock", "messages": [{"role": "user", "content": "anthrax"}]},
+        {"model": "mock?reasoning=3"},
+        {"model": "mock?tokens=5", "response_format": {"type": "json_object"}},
+    ]
+    seen = 0
+    async with aiohttp.ClientSession() as session:
+        for body in bodies:
+            body = {"messages": [{"role": "user", "content": "hi"}], **body, "stream": True}
+            async with session.post(mock_server.url + "/chat/completions", json=body) as resp:
+                assert resp.status == 200, await resp.text()
+                for event in SSEDecoder().feed(await resp.read()):
+                    if event.data != "[DONE]":
+                        assert check(event.data)
+                        seen += 1
+    assert seen > 50
+
+
+def test_a_mutated_instance_behaves_like_pydantics() -> None:
+    raw = corpus_payloads()[1]
+    fast, slow = build(raw), validate(raw)
+    for model in (fast, slow):
+        model.choices[0].delta.content = "changed"
+        model.brand_new = 1  # extra="allow": kept in the extras
+    assert models_identical(fast, slow)
+    assert fast.model_copy(deep=True) == slow.model_copy(deep=True)
+
+
+# -- generated payloads: right and wrong types everywhere ------------------------------------
+
+_scalar = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=5),
+)
+_json = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _maybe(good: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """Mostly a right value (7 in 8), sometimes anything."""
+    return st.tuples(st.booleans(), st.booleans(), st.booleans()).flatmap(
+        lambda coins: _json if all(coins) else good
+    )
+
+
+def _obj(
+    fields: dict[str, st.SearchStrategy[Any]], required: tuple[str, ...] = ()
+) -> st.SearchStrategy[dict[str, Any]]:
+    """An object with the fields (the required ones nearly always), plus maybe unknown keys."""
+    return st.fixed_dictionaries(
+        {name: _maybe(fields[name]) for name in required if name in fields},
+        optional={name: _maybe(s) for name, s in fields.items() if name not in required},
+    ).flatmap(
+        lambda d: st.dictionaries(
+            st.sampled_from(["x", "extra", "obfuscation", "index"]), _json, max_size=2
+        ).map(lambda extra: {**extra, **d} if extra else d)
+    )
+
+
+_str_or_none = st.one_of(st.none(), st.text(max_size=6))
+_top = _obj(
+    {
+        "token": st.text(max_size=3),
+        "logprob": st.floats(-20, 0),
+        "bytes": st.one_of(st.none(), st.lists(st.integers(0, 255), max_size=3)),
+    },
+    required=("token", "logprob"),
+)
+_token = _obj(
+    {
+        "token": st.text(max_size=3),
+        "logprob": st.one_of(st.floats(-20, 0), st.integers(-3, 0)),
+        "bytes": st.one_of(st.none(), st.lists(st.integers(0, 255), max_size=3)),
+        "top_logprobs": st.lists(_top, max_size=2),
+    },
+    required=("token", "logprob"),
+)
+_function = _obj({"name": _str_or_none, "arguments": _str_or_none})
+_tool_call = _obj(
+    {
+        "index": st.integers(0, 3),
+        "id": _str_or_none,
+        "type": _str_or_none,
+        "function": st.one_of(st.none(), _function),
+    },
+    required=("index",),
+)
+_delta = _obj(
+    {
+        "role": _str_or_none,
+        "content": _str_or_none,
+        "refusal": _str_or_none,
+        "reasoning_content": _str_or_none,
+        "tool_calls": st.one_of(st.none(), st.lists(_tool_call, max_size=2)),
+        "function_call": st.one_of(st.none(), _function),
+    }
+)
+_choice = _obj(
+    {
+        "index": st.integers(0, 3),
+        "delta": _delta,
+        "logprobs": st.one_of(
+            st.none(),
+            _obj(
+                {
+                    "content": st.one_of(st.none(), st.lists(_token, max_size=2)),
+                    "refusal": st.one_of(st.none(), st.lists(_token, max_size=1)),
+                }
+            ),
+        ),
+        "finish_reason": _str_or_none,
+    },
+    required=("index", "delta"),
+)
+_usage = _obj(
+    {
+        "prompt_tokens": st.integers(0, 10**6),
+        "completion_tokens": st.integers(0, 10**6),
+        "total_tokens": st.integers(0, 10**6),
+        "completion_tokens_details": st.one_of(
+            st.none(), st.dictionaries(st.text(max_size=4), _json, max_size=2)
+        ),
+        "prompt_tokens_details": st.one_of(
+            st.none(), st.dictionaries(st.text(max_size=4), _json, max_size=2)
+        ),
+    }
+)
+_chunk = _obj(
+    {
+        "id": st.text(max_size=8),
+        "object": st.just("chat.completion.chunk"),
+        "created": st.integers(0, 2**40),
+        "model": st.text(max_size=5),
+        "system_fingerprint": _str_or_none,
+        "service_tier": _str_or_none,
+        "choices": st.lists(_choice, max_size=2),
+        "usage": st.one_of(st.none(), _usage),
+    },
+    required=("choices",),
+)
+
+
+def _dumps(value: Any) -> str:
+    # json (not orjson): it also writes integers beyond 64 bits.
+    return json.dumps(value, ensure_ascii=False)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_chunk)
+def test_generated_chunks_agree_with_pydantic(chunk: dict[str, Any]) -> None:
+    check(_dumps(chunk))
+
+
+def test_the_generator_reaches_both_sides() -> None:
+    """Most generated chunks are decided by the builder, and some are left to pydantic."""
+    outcomes: list[bool] = []
+
+    @settings(max_examples=400, deadline=None, database=None)
+    @given(_chunk)
+    def run(chunk: dict[str, Any]) -> None:
+        outcomes.append(check(_dumps(chunk)))
+
+    run()
+    assert outcomes.count(True) > len(outcomes) // 3
+    assert outcomes.count(False) > len(outcomes) // 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(_chunk, st.sampled_from([" ", "\n", "\t"]))
+def test_whitespace_and_escapes_agree_with_pydantic(chunk: dict[str, Any], space: str) -> None:
+    check(json.dumps(chunk, indent=space, ensure_ascii=True))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        "null",
+        "[]",
+        '"chunk"',
+        "{",
+        '{"choices": []',
+        '{"choices": [],}',
+        '{"choices": [] } x',
+        '{"choices": [{"index": 0, "delta": {"content": "\\ud800"}}]}',
+        '{"choices": [{"index": 0, "delta": {"content": "a\\u0000b"}}]}',
+        '{"choices": [{"index": 0.0, "delta": {}}]}',
+        '{"choices": [{"index": 1e2, "delta": {}}]}',
+        '{"choices": [{"index": "1", "delta": {}}]}',
+        '{"choices": [{"index": true, "delta": {}}]}',
+        '{"choices": [{"index": 0, "delta": {"content": 5}}]}',
+        '{"choices": [{"index": 0, "delta": null}]}',
+        '{"choices": [{"index": 0}]}',
+        '{"choices": {}}',
+        '{"choices": [], "created": "5"}',
+        '{"choices": [], "created": 5.0}',
+        '{"choices": [], "created": 123456789012345678901234567890}',
+        '{"choices": [], "choices": [{"index": 0, "delta": {}}]}',
+        '{"choices": [], "usage": {"prompt_tokens": -1}}',
+        '{"choices": [], "usage": {"prompt_tokens_details": {"a": NaN}}}',
+        '{"choices": [{"index": 0, "delta": {}, "logprobs": {"content": [{"token": "a", '
+        '"logprob": 0}]}}]}',
+        '{"choices": [{"index": 0, "delta": {}, "logprobs": {"content": [{"token": "a", '
+        '"logprob": -1.5, "bytes": [1, 2.0]}]}}]}',
+        '{"choices": [{"index": 0, "delta": {"tool_calls": [{"function": {}}]}}]}',
+        '{"error": {"message": "boom"}, "choices": []}',
+    ],
+)
+def test_edge_payloads_agree_with_pydantic(raw: str) -> None:
+    check(raw)
+
+
+def test_a_large_batch_keeps_order_and_falls_back_only_where_needed() -> None:
+    good = corpus_payloads()[:50]
+    bad = '{"choices": [{"index": "1", "delta": {}}]}'  # lax: pydantic converts "1" to 1
+    payloads = [*good[:25], bad, *good[25:]]
+    assert fastbuild.build_chunks is not None
+    built = fastbuild.build_chunks(payloads)
+    assert [i for i, chunk in enumerate(built) if chunk is None] == [25]
+    for raw, chunk in zip(payloads, built, strict=True):
+        if chunk is not None:
+            assert models_identical(chunk, validate(raw))
+
+
+def test_orjson_and_pydantic_read_duplicate_keys_alike() -> None:
+    # The builder works from orjson's dict: a duplicated key keeps its last value there. It must
+    # be pydantic's reading too, or the builder would have to refuse such payloads.
+    raw = '{"id": "a", "id": "b", "choices": [{"index": 0, "delta": {}, "index": 1}]}'
+    assert orjson.loads(raw)["id"] == "b"
+    assert check(raw)
