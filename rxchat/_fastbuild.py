@@ -1,14 +1,14 @@
-"""Chunk models built from ``orjson.loads`` by the optional C extension ``rxchat._speedups``.
+"""Chunk models read from JSON by the optional C extension ``rxchat._speedups``.
 
 pydantic-core's ``validate_json`` costs about 3.1 µs for an ordinary chunk (three model
-instances: chunk, choice, delta), three times ``orjson.loads``. The extension builds the same
-instances from orjson's output in about a third of that. It decides only what it can build
-exactly as pydantic would: every value of exactly the declared type (``str``, ``int``, ``float``,
-``None``, nested objects and lists of them). Anything else — a missing required field, a number
-where a string belongs, a payload that is not JSON, a lax conversion pydantic would make — is
-handed back (``None`` in its slot) and the caller gives that payload to pydantic, which builds it
-or raises its ``ValidationError``. So every chunk is the same model pydantic would build, and
-every rejection is pydantic's.
+instances: chunk, choice, delta), three times ``orjson.loads`` of the same payload. The extension
+reads the JSON once and builds the same instances as it goes. It decides only what it can build
+exactly as pydantic would: values that need no conversion (strings for ``str``, integer literals
+for ``int``, numbers for ``float``, ``null`` for optional fields, objects and arrays for models and
+lists). Anything else — invalid JSON, a missing required field, a number where a string belongs,
+a lax conversion pydantic would make, a duplicated key — is handed back (``None`` in its slot) and
+the caller gives that payload to pydantic, which builds it or raises its ``ValidationError``. So
+every chunk is the model pydantic would build, and every rejection is pydantic's.
 
 A plan per model class is derived from its pydantic fields; a class the builder cannot mirror
 exactly (validators, aliases, default factories, other field types, ``extra`` other than
@@ -24,7 +24,6 @@ import typing
 from collections.abc import Callable
 from typing import Any, cast
 
-import orjson
 from pydantic import BaseModel
 
 from .types import ChatCompletionChunk
@@ -164,10 +163,9 @@ def _make_builder() -> Callable[[list[str]], list[ChatCompletionChunk | None]] |
     except _Unsupported:
         return None
     build_all = _speedups.build_all
-    loads = orjson.loads
 
     def build(payloads: list[str]) -> list[ChatCompletionChunk | None]:
-        return cast("list[ChatCompletionChunk | None]", build_all(plan, loads, payloads))
+        return cast("list[ChatCompletionChunk | None]", build_all(plan, payloads))
 
     validate = ChatCompletionChunk.__pydantic_validator__.validate_json
     built = build(_SAMPLES)

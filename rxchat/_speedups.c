@@ -1,16 +1,18 @@
-/* rxchat._speedups: build pydantic wire models from orjson's output, in C.
+/* rxchat._speedups: read chat-completion chunks from JSON straight into pydantic models, in C.
  *
  * Optional: rxchat works the same without it (see rxchat/_fastbuild.py). A Plan describes one
  * model class: its fields in declaration order, each with a kind (what JSON value it accepts and
  * how it becomes the field's value), a nested Plan for model fields, and a default. build_all()
- * parses payloads with the given loads function and builds models exactly as pydantic-core's
- * validate_json would for the values it accepts: the instance's __dict__ holds every field in
- * declaration order, __pydantic_fields_set__ the keys present (unknown ones included, as pydantic
- * does), __pydantic_extra__ the unknown keys (extra="allow") and __pydantic_private__ None. It accepts only exact types (str, int,
- * float, None, dict, list as orjson returns them). Anything else -- a missing required field, a
- * value of another type, a payload that is not JSON -- is not decided here: that payload's slot
- * in the result is None and the caller gives the payload to pydantic, which builds it (lax
- * conversions) or raises its ValidationError. So what this module accepts, it builds the same,
+ * reads each payload once and builds its models as pydantic-core's validate_json would for the
+ * values it accepts: the instance's __dict__ holds every field in declaration order,
+ * __pydantic_fields_set__ the keys present (unknown ones included, as pydantic does),
+ * __pydantic_extra__ the unknown keys (extra="allow") and __pydantic_private__ None. It accepts
+ * only what needs no conversion: strings for str fields, integer literals for int fields,
+ * numbers for float fields, null where the field is optional, objects and arrays where models
+ * and lists are declared. Anything else -- invalid JSON, a missing required field, a number where
+ * a string belongs, a lax conversion pydantic would make, a duplicated key -- is not decided
+ * here: that payload's slot in the result is None and the caller gives the payload to pydantic,
+ * which builds it or raises its ValidationError. So what this module accepts it builds the same,
  * and it never rejects anything itself.
  */
 #define PY_SSIZE_T_CLEAN
@@ -39,6 +41,8 @@ typedef struct {
     PyTypeObject *cls;
     Py_ssize_t n;
     PyObject **names;    /* field names, owned */
+    const char **name_bytes; /* their UTF-8 (kept alive by names) */
+    Py_ssize_t *name_lens;
     int *kinds;
     PyObject **subs;     /* Plan of a model field, else NULL; owned */
     PyObject *template;  /* dict: every field name -> its default (None if required) */
@@ -58,6 +62,10 @@ static void plan_clear_arrays(Plan *p) {
         if (p->subs) Py_XDECREF(p->subs[i]);
     }
     PyMem_Free(p->names);
+    PyMem_Free((void *)p->name_bytes);
+    PyMem_Free(p->name_lens);
+    p->name_bytes = NULL;
+    p->name_lens = NULL;
     PyMem_Free(p->kinds);
     PyMem_Free(p->subs);
     p->names = NULL;
@@ -117,7 +125,9 @@ static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     p->names = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
     p->kinds = PyMem_Calloc(n ? n : 1, sizeof(int));
     p->subs = PyMem_Calloc(n ? n : 1, sizeof(PyObject *));
-    if (!p->names || !p->kinds || !p->subs) {
+    p->name_bytes = PyMem_Calloc(n ? n : 1, sizeof(char *));
+    p->name_lens = PyMem_Calloc(n ? n : 1, sizeof(Py_ssize_t));
+    if (!p->names || !p->kinds || !p->subs || !p->name_bytes || !p->name_lens) {
         PyErr_NoMemory();
         goto error;
     }
@@ -146,6 +156,8 @@ static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
         Py_INCREF(name);
         PyUnicode_InternInPlace(&name);
         p->names[i] = name;
+        p->name_bytes[i] = PyUnicode_AsUTF8AndSize(name, &p->name_lens[i]);
+        if (p->name_bytes[i] == NULL) goto error;
         p->kinds[i] = kind;
         if (base == K_MODEL || base == K_LIST_MODEL) {
             Py_INCREF(sub);
@@ -181,115 +193,446 @@ static PyTypeObject PlanType = {
     .tp_new = plan_new,
 };
 
-/* orjson reads an integer beyond 64 bits as a float; pydantic keeps it an int. A float that could
- * have been such an integer (integral, magnitude >= 2**63) is left to pydantic, wherever it is.
- * Returns 1 if `v` (any JSON value) holds none, 0 if it does or nests deeper than 64. */
-static int plain_json(PyObject *v, int depth) {
-    if (depth > 64) return 0;
-    if (PyFloat_CheckExact(v)) {
-        double x = PyFloat_AS_DOUBLE(v);
-        return !(fabs(x) >= 9223372036854775808.0 && x == floor(x));
+/* -- JSON straight into models ------------------------------------------------------------
+ *
+ * A strict RFC 8259 reader over the payload's UTF-8 bytes that builds the models as it reads,
+ * without the intermediate dicts and lists a general parser would make. The convention of every
+ * reader below: a new reference on success; NULL with an exception set on a real error (out of
+ * memory); NULL without an exception ("pass") when the payload is not one this module decides --
+ * not JSON, a value of another type than declared, a duplicated key, nesting deeper than
+ * MAX_DEPTH, a number it does not read exactly like pydantic -- and then pydantic decides. */
+
+#define MAX_DEPTH 64
+
+typedef struct {
+    const char *p, *end;
+    int depth;
+} Reader;
+
+static inline void skip_ws(Reader *r) {
+    while (r->p < r->end && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
+        r->p++;
+}
+
+static inline int peek(Reader *r) { return r->p < r->end ? (unsigned char)*r->p : -1; }
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
     }
-    if (PyDict_CheckExact(v)) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *item;
-        while (PyDict_Next(v, &pos, &key, &item))
-            if (!plain_json(item, depth + 1)) return 0;
-        return 1;
-    }
-    if (PyList_CheckExact(v)) {
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++)
-            if (!plain_json(PyList_GET_ITEM(v, i), depth + 1)) return 0;
-        return 1;
-    }
+    *out = v;
     return 1;
 }
 
-/* The result convention of build() and convert(): a new reference on success; NULL with an
- * exception set on a real error (out of memory); NULL without an exception when the value is
- * not one this module decides (the caller falls back to pydantic). */
-static PyObject *build(Plan *p, PyObject *d);
+/* A string whose opening quote is at r->p. Without escapes it is a slice of the payload, valid
+ * UTF-8 already (the payload came from a str); escapes are decoded into a buffer. */
+static PyObject *read_string(Reader *r) {
+    const char *start = ++r->p, *q = start;
+    while (q < r->end) {
+        unsigned char c = (unsigned char)*q;
+        if (c == '"') {
+            r->p = q + 1;
+            return PyUnicode_DecodeUTF8(start, q - start, "strict");
+        }
+        if (c == '\\') break;
+        if (c < 0x20) return NULL; /* a raw control character is not JSON */
+        q++;
+    }
+    if (q >= r->end) return NULL;
+    /* With escapes: decode into a UTF-8 buffer no longer than the source. */
+    Py_ssize_t cap = r->end - start;
+    char *buf = PyMem_Malloc(cap ? cap : 1);
+    if (buf == NULL) return PyErr_NoMemory();
+    Py_ssize_t n = q - start;
+    memcpy(buf, start, n);
+    PyObject *result = NULL;
+    while (q < r->end) {
+        unsigned char c = (unsigned char)*q;
+        if (c == '"') {
+            r->p = q + 1;
+            result = PyUnicode_DecodeUTF8(buf, n, "strict");
+            break;
+        }
+        if (c < 0x20) break;
+        if (c != '\\') {
+            buf[n++] = (char)c;
+            q++;
+            continue;
+        }
+        if (q + 1 >= r->end) break;
+        char e = q[1];
+        q += 2;
+        const char *simple = NULL;
+        switch (e) {
+        case '"': simple = "\""; break;
+        case '\\': simple = "\\"; break;
+        case '/': simple = "/"; break;
+        case 'b': simple = "\b"; break;
+        case 'f': simple = "\f"; break;
+        case 'n': simple = "\n"; break;
+        case 'r': simple = "\r"; break;
+        case 't': simple = "\t"; break;
+        }
+        if (simple != NULL) {
+            buf[n++] = *simple;
+            continue;
+        }
+        if (e != 'u' || q + 4 > r->end) goto out;
+        unsigned cp;
+        if (!hex4(q, &cp)) goto out;
+        q += 4;
+        if (cp >= 0xD800 && cp <= 0xDBFF) {
+            unsigned lo;
+            if (q + 6 > r->end || q[0] != '\\' || q[1] != 'u' || !hex4(q + 2, &lo) ||
+                lo < 0xDC00 || lo > 0xDFFF)
+                goto out; /* a lone surrogate: pydantic decides */
+            q += 6;
+            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        } else if (cp >= 0xDC00 && cp <= 0xDFFF) {
+            goto out;
+        }
+        /* \uXXXX is 6 source bytes (12 for a pair): its UTF-8 (at most 4) always fits. */
+        if (cp < 0x80) {
+            buf[n++] = (char)cp;
+        } else if (cp < 0x800) {
+            buf[n++] = (char)(0xC0 | (cp >> 6));
+            buf[n++] = (char)(0x80 | (cp & 0x3F));
+        } else if (cp < 0x10000) {
+            buf[n++] = (char)(0xE0 | (cp >> 12));
+            buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            buf[n++] = (char)(0x80 | (cp & 0x3F));
+        } else {
+            buf[n++] = (char)(0xF0 | (cp >> 18));
+            buf[n++] = (char)(0x80 | ((cp >> 12) & 0x3F));
+            buf[n++] = (char)(0x80 | ((cp >> 6) & 0x3F));
+            buf[n++] = (char)(0x80 | (cp & 0x3F));
+        }
+    }
+out:
+    PyMem_Free(buf);
+    return result;
+}
 
-static PyObject *convert(int kind, PyObject *sub, PyObject *v) {
-    if (v == Py_None) {
-        if (kind & K_NULLABLE) Py_RETURN_NONE;
+/* A number at r->p, checked against the JSON grammar. want: 'i' an int (integer literals only),
+ * 'f' a float, 'a' either, as pydantic's JSON reader gives for Any (int for integer literals,
+ * whatever their size). */
+static PyObject *read_number(Reader *r, char want) {
+    const char *start = r->p, *q = r->p;
+    int is_float = 0;
+    if (q < r->end && *q == '-') q++;
+    if (q >= r->end) return NULL;
+    if (*q == '0') {
+        q++;
+    } else if (*q >= '1' && *q <= '9') {
+        while (q < r->end && *q >= '0' && *q <= '9') q++;
+    } else {
+        return NULL;
+    }
+    if (q < r->end && *q == '.') {
+        is_float = 1;
+        q++;
+        if (q >= r->end || *q < '0' || *q > '9') return NULL;
+        while (q < r->end && *q >= '0' && *q <= '9') q++;
+    }
+    if (q < r->end && (*q == 'e' || *q == 'E')) {
+        is_float = 1;
+        q++;
+        if (q < r->end && (*q == '+' || *q == '-')) q++;
+        if (q >= r->end || *q < '0' || *q > '9') return NULL;
+        while (q < r->end && *q >= '0' && *q <= '9') q++;
+    }
+    Py_ssize_t len = q - start;
+    char small[64];
+    if (!is_float) {
+        if (want == 'f') {
+            /* pydantic turns an integer into a float; exact for up to 15 digits */
+            if (len > 15) return NULL;
+        }
+        r->p = q;
+        if (len <= 18) {
+            long long v = 0;
+            const char *d = start + (*start == '-');
+            for (; d < q; d++) v = v * 10 + (*d - '0');
+            if (*start == '-') v = -v;
+            return want == 'f' ? PyFloat_FromDouble((double)v) : PyLong_FromLongLong(v);
+        }
+        char *big = PyMem_Malloc(len + 1);
+        if (big == NULL) return PyErr_NoMemory();
+        memcpy(big, start, len);
+        big[len] = 0;
+        PyObject *v = PyLong_FromString(big, NULL, 10);
+        PyMem_Free(big);
+        return v;
+    }
+    if (want == 'i' || len >= (Py_ssize_t)sizeof(small)) return NULL;
+    memcpy(small, start, len);
+    small[len] = 0;
+    char *stop;
+    double x = PyOS_string_to_double(small, &stop, NULL);
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (stop != small + len || !isfinite(x)) {
+        PyErr_Clear();
+        return NULL; /* out of range: pydantic decides */
+    }
+    r->p = q;
+    return PyFloat_FromDouble(x);
+}
+
+static int literal(Reader *r, const char *word, Py_ssize_t n) {
+    if (r->end - r->p < n || memcmp(r->p, word, n) != 0) return 0;
+    r->p += n;
+    return 1;
+}
+
+static PyObject *read_any(Reader *r);
+
+/* An object of unknown keys (dict[str, Any], or a value nested in an extra key). */
+static PyObject *read_any_object(Reader *r) {
+    if (++r->depth > MAX_DEPTH) return NULL;
+    r->p++; /* { */
+    PyObject *d = PyDict_New();
+    if (d == NULL) return NULL;
+    skip_ws(r);
+    if (peek(r) == '}') {
+        r->p++;
+        r->depth--;
+        return d;
+    }
+    for (;;) {
+        skip_ws(r);
+        if (peek(r) != '"') goto pass;
+        PyObject *key = read_string(r);
+        if (key == NULL) goto pass;
+        skip_ws(r);
+        if (peek(r) != ':') {
+            Py_DECREF(key);
+            goto pass;
+        }
+        r->p++;
+        skip_ws(r);
+        PyObject *value = read_any(r);
+        if (value == NULL) {
+            Py_DECREF(key);
+            goto pass;
+        }
+        Py_ssize_t before = PyDict_GET_SIZE(d);
+        int rc = PyDict_SetItem(d, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0) goto pass;
+        if (PyDict_GET_SIZE(d) == before) goto pass; /* a duplicated key */
+        skip_ws(r);
+        int c = peek(r);
+        r->p++;
+        if (c == '}') break;
+        if (c != ',') goto pass;
+    }
+    r->depth--;
+    return d;
+pass:
+    Py_DECREF(d);
+    return NULL;
+}
+
+static PyObject *read_any_array(Reader *r) {
+    if (++r->depth > MAX_DEPTH) return NULL;
+    r->p++; /* [ */
+    PyObject *list = PyList_New(0);
+    if (list == NULL) return NULL;
+    skip_ws(r);
+    if (peek(r) == ']') {
+        r->p++;
+        r->depth--;
+        return list;
+    }
+    for (;;) {
+        skip_ws(r);
+        PyObject *value = read_any(r);
+        if (value == NULL) goto pass;
+        int rc = PyList_Append(list, value);
+        Py_DECREF(value);
+        if (rc < 0) goto pass;
+        skip_ws(r);
+        int c = peek(r);
+        r->p++;
+        if (c == ']') break;
+        if (c != ',') goto pass;
+    }
+    r->depth--;
+    return list;
+pass:
+    Py_DECREF(list);
+    return NULL;
+}
+
+static PyObject *read_any(Reader *r) {
+    switch (peek(r)) {
+    case '"': return read_string(r);
+    case '{': return read_any_object(r);
+    case '[': return read_any_array(r);
+    case 't': return literal(r, "true", 4) ? Py_NewRef(Py_True) : NULL;
+    case 'f': return literal(r, "false", 5) ? Py_NewRef(Py_False) : NULL;
+    case 'n': return literal(r, "null", 4) ? Py_NewRef(Py_None) : NULL;
+    default: return read_number(r, 'a');
+    }
+}
+
+static PyObject *read_model(Reader *r, Plan *p);
+
+/* A list of models, or of ints. */
+static PyObject *read_list(Reader *r, int kind, PyObject *sub) {
+    if (peek(r) != '[' || ++r->depth > MAX_DEPTH) return NULL;
+    r->p++;
+    PyObject *list = PyList_New(0);
+    if (list == NULL) return NULL;
+    skip_ws(r);
+    if (peek(r) == ']') {
+        r->p++;
+        r->depth--;
+        return list;
+    }
+    for (;;) {
+        skip_ws(r);
+        PyObject *item = (kind & K_BASE) == K_LIST_MODEL ? read_model(r, (Plan *)sub)
+                                                         : read_number(r, 'i');
+        if (item == NULL) goto pass;
+        int rc = PyList_Append(list, item);
+        Py_DECREF(item);
+        if (rc < 0) goto pass;
+        skip_ws(r);
+        int c = peek(r);
+        r->p++;
+        if (c == ']') break;
+        if (c != ',') goto pass;
+    }
+    r->depth--;
+    return list;
+pass:
+    Py_DECREF(list);
+    return NULL;
+}
+
+/* The value of a declared field. */
+static PyObject *read_field(Reader *r, int kind, PyObject *sub) {
+    int c = peek(r);
+    if (c == 'n') {
+        if ((kind & K_NULLABLE) && literal(r, "null", 4)) Py_RETURN_NONE;
         return NULL;
     }
     switch (kind & K_BASE) {
-    case K_STR:
-        if (PyUnicode_CheckExact(v)) return Py_NewRef(v);
-        return NULL;
-    case K_INT:
-        if (PyLong_CheckExact(v)) return Py_NewRef(v);
-        return NULL;
-    case K_FLOAT:
-        if (PyFloat_CheckExact(v) && plain_json(v, 0)) return Py_NewRef(v);
-        return NULL;
-    case K_DICT: /* dict[str, Any]: JSON keys are str */
-        if (PyDict_CheckExact(v) && plain_json(v, 0)) return Py_NewRef(v);
-        return NULL;
-    case K_MODEL:
-        if (PyDict_CheckExact(v)) return build((Plan *)sub, v);
-        return NULL;
-    case K_LIST_MODEL: {
-        if (!PyList_CheckExact(v)) return NULL;
-        Py_ssize_t n = PyList_GET_SIZE(v);
-        PyObject *out = PyList_New(n);
-        if (out == NULL) return NULL;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *item = PyList_GET_ITEM(v, i);
-            PyObject *m = PyDict_CheckExact(item) ? build((Plan *)sub, item) : NULL;
-            if (m == NULL) {
-                Py_DECREF(out);
-                return NULL;
-            }
-            PyList_SET_ITEM(out, i, m);
-        }
-        return out;
-    }
-    case K_LIST_INT: {
-        if (!PyList_CheckExact(v)) return NULL;
-        Py_ssize_t n = PyList_GET_SIZE(v);
-        for (Py_ssize_t i = 0; i < n; i++) {
-            if (!PyLong_CheckExact(PyList_GET_ITEM(v, i))) return NULL;
-        }
-        return PyList_GetSlice(v, 0, n);  /* a list of its own, as pydantic gives */
-    }
+    case K_STR: return c == '"' ? read_string(r) : NULL;
+    case K_INT: return (c == '-' || (c >= '0' && c <= '9')) ? read_number(r, 'i') : NULL;
+    case K_FLOAT: return (c == '-' || (c >= '0' && c <= '9')) ? read_number(r, 'f') : NULL;
+    case K_MODEL: return c == '{' ? read_model(r, (Plan *)sub) : NULL;
+    case K_LIST_MODEL:
+    case K_LIST_INT: return read_list(r, kind, sub);
+    case K_DICT: return c == '{' ? read_any_object(r) : NULL;
     }
     return NULL;
 }
 
-static PyObject *build(Plan *p, PyObject *d) {
+static PyObject *read_model(Reader *r, Plan *p) {
+    if (peek(r) != '{' || ++r->depth > MAX_DEPTH) return NULL;
+    r->p++;
     PyObject *dict = NULL, *fields_set = NULL, *extra = NULL, *obj = NULL;
     unsigned long long seen = 0;
     /* A copy of the template (a memcpy for a small dict) has every field in declaration order
-     * with its default; the values present replace theirs without growing the table. */
+     * with its default; the values read replace theirs without growing the table. */
     dict = PyDict_Copy(p->template);
     if (dict == NULL) goto fail;
     fields_set = PySet_New(NULL);
     if (fields_set == NULL) goto fail;
     extra = PyDict_New();
     if (extra == NULL) goto fail;
-    Py_ssize_t pos = 0;
-    PyObject *key, *v;
-    while (PyDict_Next(d, &pos, &key, &v)) {
-        PyObject *position = PyDict_GetItemWithError(p->index, key); /* borrowed */
-        if (position == NULL) {
-            if (PyErr_Occurred()) goto fail;
-            /* An unknown key: kept in __pydantic_extra__ and, as pydantic does, counted
-             * among the fields set. */
-            if (!plain_json(v, 0)) goto fail;
-            if (PyDict_SetItem(extra, key, v) < 0 || PySet_Add(fields_set, key) < 0) goto fail;
-            continue;
+    skip_ws(r);
+    if (peek(r) == '}') {
+        r->p++;
+    } else {
+        for (;;) {
+            skip_ws(r);
+            if (peek(r) != '"') goto fail;
+            /* Match the key's bytes against the field names; a key with escapes is decoded. */
+            const char *k = r->p + 1, *q = k;
+            while (q < r->end && *q != '"' && *q != '\\') q++;
+            if (q >= r->end) goto fail;
+            Py_ssize_t i = -1;
+            PyObject *key = NULL;
+            if (*q == '"') {
+                Py_ssize_t klen = q - k;
+                for (Py_ssize_t j = 0; j < p->n; j++) {
+                    if (p->name_lens[j] == klen && memcmp(p->name_bytes[j], k, klen) == 0) {
+                        i = j;
+                        break;
+                    }
+                }
+                if (i < 0) {
+                    for (const char *b = k; b < q; b++)
+                        if ((unsigned char)*b < 0x20) goto fail;
+                    key = PyUnicode_DecodeUTF8(k, klen, "strict");
+                    if (key == NULL) goto fail;
+                }
+                r->p = q + 1;
+            } else {
+                key = read_string(r);
+                if (key == NULL) goto fail;
+                PyObject *position = PyDict_GetItemWithError(p->index, key);
+                if (position != NULL) {
+                    i = PyLong_AsSsize_t(position);
+                    Py_CLEAR(key);
+                } else if (PyErr_Occurred()) {
+                    Py_DECREF(key);
+                    goto fail;
+                }
+            }
+            skip_ws(r);
+            if (peek(r) != ':') {
+                Py_XDECREF(key);
+                goto fail;
+            }
+            r->p++;
+            skip_ws(r);
+            if (i >= 0) {
+                if (seen & (1ULL << i)) goto fail; /* a duplicated key */
+                PyObject *value = read_field(r, p->kinds[i], p->subs[i]);
+                if (value == NULL) goto fail;
+                int rc = PyDict_SetItem(dict, p->names[i], value);
+                Py_DECREF(value);
+                if (rc < 0 || PySet_Add(fields_set, p->names[i]) < 0) goto fail;
+                seen |= 1ULL << i;
+            } else {
+                /* An unknown key: kept in __pydantic_extra__ and, as pydantic does, counted
+                 * among the fields set. */
+                PyObject *value = read_any(r);
+                if (value == NULL) {
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                Py_ssize_t before = PyDict_GET_SIZE(extra);
+                int rc = PyDict_SetItem(extra, key, value);
+                Py_DECREF(value);
+                if (rc < 0 || PyDict_GET_SIZE(extra) == before || PySet_Add(fields_set, key) < 0) {
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                Py_DECREF(key);
+            }
+            skip_ws(r);
+            int c = peek(r);
+            r->p++;
+            if (c == '}') break;
+            if (c != ',') goto fail;
         }
-        Py_ssize_t i = PyLong_AsSsize_t(position);
-        PyObject *value = convert(p->kinds[i], p->subs[i], v);
-        if (value == NULL) goto fail;
-        int rc = PyDict_SetItem(dict, p->names[i], value);
-        Py_DECREF(value);
-        if (rc < 0 || PySet_Add(fields_set, p->names[i]) < 0) goto fail;
-        seen |= 1ULL << i;
     }
+    r->depth--;
     if ((seen & p->required) != p->required) goto fail; /* pydantic says what is missing */
     for (Py_ssize_t i = 0; i < p->n; i++) {
         if ((p->kinds[i] & K_FRESH_LIST) && !(seen & (1ULL << i))) {
@@ -328,51 +671,53 @@ fail:
     return NULL;
 }
 
-static PyObject *build_one(PyObject *module, PyObject *args) {
-    PyObject *plan, *data;
-    if (!PyArg_ParseTuple(args, "O!O", &PlanType, &plan, &data)) return NULL;
-    PyObject *m = PyDict_CheckExact(data) ? build((Plan *)plan, data) : NULL;
-    if (m == NULL && !PyErr_Occurred()) Py_RETURN_NONE;
+/* The model of one payload (a str), or NULL: an exception set for real errors, else "pass". */
+static PyObject *parse_payload(Plan *plan, PyObject *payload) {
+    if (!PyUnicode_Check(payload)) return NULL;
+    Py_ssize_t size;
+    const char *text = PyUnicode_AsUTF8AndSize(payload, &size);
+    if (text == NULL) {
+        /* lone surrogates in the str: not UTF-8, pydantic decides */
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeError)) return NULL;
+        PyErr_Clear();
+        return NULL;
+    }
+    Reader r = {text, text + size, 0};
+    skip_ws(&r);
+    PyObject *m = read_model(&r, plan);
+    if (m == NULL) return NULL;
+    skip_ws(&r);
+    if (r.p != r.end) {
+        Py_DECREF(m); /* trailing characters */
+        return NULL;
+    }
     return m;
 }
 
 static PyObject *build_all(PyObject *module, PyObject *args) {
-    PyObject *plan, *loads, *payloads;
-    if (!PyArg_ParseTuple(args, "O!OO!", &PlanType, &plan, &loads, &PyList_Type, &payloads))
-        return NULL;
+    PyObject *plan, *payloads;
+    if (!PyArg_ParseTuple(args, "O!O!", &PlanType, &plan, &PyList_Type, &payloads)) return NULL;
     Py_ssize_t n = PyList_GET_SIZE(payloads);
     PyObject *out = PyList_New(n);
     if (out == NULL) return NULL;
     for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *m = NULL;
-        PyObject *parsed = PyObject_CallOneArg(loads, PyList_GET_ITEM(payloads, i));
-        if (parsed == NULL) {
-            /* Not JSON to orjson: pydantic decides (and says what is wrong). */
-            if (!PyErr_ExceptionMatches(PyExc_ValueError)) {
+        PyObject *m = parse_payload((Plan *)plan, PyList_GET_ITEM(payloads, i));
+        if (m == NULL) {
+            if (PyErr_Occurred()) {
                 Py_DECREF(out);
                 return NULL;
             }
-            PyErr_Clear();
-        } else {
-            if (PyDict_CheckExact(parsed)) m = build((Plan *)plan, parsed);
-            Py_DECREF(parsed);
-            if (m == NULL && PyErr_Occurred()) {
-                Py_DECREF(out);
-                return NULL;
-            }
+            m = Py_NewRef(Py_None);
         }
-        PyList_SET_ITEM(out, i, m != NULL ? m : Py_NewRef(Py_None));
+        PyList_SET_ITEM(out, i, m);
     }
     return out;
 }
 
 static PyMethodDef methods[] = {
-    {"build_one", build_one, METH_VARARGS,
-     "build_one(plan, data) -> model | None: the model for a parsed JSON object, or None when "
-     "pydantic must decide."},
     {"build_all", build_all, METH_VARARGS,
-     "build_all(plan, loads, payloads) -> list[model | None]: parse each payload with loads and "
-     "build its model; None where pydantic must decide."},
+     "build_all(plan, payloads) -> list[model | None]: the model of each JSON payload (str), or "
+     "None where pydantic must decide."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,5 @@
 """Types of the optional C extension (rxchat/_speedups.c)."""
 
-from collections.abc import Callable
 from typing import Any
 
 K_STR: int
@@ -17,7 +16,4 @@ K_FRESH_LIST: int
 class Plan:
     def __init__(self, cls: type, fields: tuple[tuple[str, int, Plan | None, Any], ...]) -> None: ...
 
-def build_one(plan: Plan, data: object, /) -> Any: ...
-def build_all(
-    plan: Plan, loads: Callable[[str], Any], payloads: list[str], /
-) -> list[Any]: ...
+def build_all(plan: Plan, payloads: list[str], /) -> list[Any]: ...

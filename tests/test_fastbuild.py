@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -322,9 +321,57 @@ def test_a_large_batch_keeps_order_and_falls_back_only_where_needed() -> None:
             assert models_identical(chunk, validate(raw))
 
 
-def test_orjson_and_pydantic_read_duplicate_keys_alike() -> None:
-    # The builder works from orjson's dict: a duplicated key keeps its last value there. It must
-    # be pydantic's reading too, or the builder would have to refuse such payloads.
+def test_duplicated_keys_are_left_to_pydantic() -> None:
     raw = '{"id": "a", "id": "b", "choices": [{"index": 0, "delta": {}, "index": 1}]}'
-    assert orjson.loads(raw)["id"] == "b"
+    assert build(raw) is None
+    check(raw)
+    assert build('{"choices": [], "x": {"k": 1, "k": 2}}') is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"choices":[{"index":0,"delta":{"content":"tab\\tquote\\"slash\\/\\u00e9\\ud83d\\ude00"}}]}',
+        '{"choices":[{"index":0,"delta":{"con\\u0074ent":"escaped key"}}]}',
+        '{"choices":[{"index":0,"delta":{"content":"caf\u00e9 \u4e2d \U0001f600"}}]}',
+        ' \n{ "choices" : [ { "index" : 0 , "delta" : { } } ] }\r\n\t',
+        '{"choices":[],"x":[1,-0,0.5,-1.5e3,1E+2,2e-2,123456789012345678901234567890,true,false,null]}',
+        '{"choices":[],"x":{"a":{"b":[{"c":[]}]}},"y":"","z":{}}',
+        '{"choices":[],"created":-0}',
+        '{"choices":[{"index":0,"delta":{},"logprobs":{"content":[{"token":"a","logprob":-2,'
+        '"bytes":[],"top_logprobs":[]}]}}]}',
+    ],
+)
+def test_json_the_reader_decides_itself(raw: str) -> None:
     assert check(raw)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"choices":[],"x":1e400}',
+        '{"choices":[],"x":' + "[" * 70 + "]" * 70 + "}",
+        '{"choices":[],}',
+        '{"choices":[],"x":[1,]}',
+        '{"choices":[] "x":1}',
+        '{"choices":[],"x":01}',
+        '{"choices":[],"x":1.}',
+        '{"choices":[],"x":.5}',
+        '{"choices":[],"x":+1}',
+        '{"choices":[],"x":-}',
+        '{"choices":[],"x":tru}',
+        '{"choices":[],"x":"\\x"}',
+        '{"choices":[],"x":"\\u12"}',
+        '{"choices":[],"x":"\\udc00"}',
+        '{"choices":[],"x":"a\u0001b"}',
+        '{"choices":[],"\u0001":1}',
+        '{"choices":[]}}',
+        '{"choices":[]',
+        '{"choices":[{"index":0,"delta":{}}]',
+        "{'choices':[]}",
+        '{"choices":[],"x":"unterminated}',
+    ],
+)
+def test_json_the_reader_leaves_to_pydantic(raw: str) -> None:
+    assert build(raw) is None
+    check(raw)
