@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rxchat import ChatCompletionChunk, ChunkDecoder
@@ -377,10 +377,24 @@ def reference(body: bytes) -> tuple[list[ChatCompletionChunk], type[RxChatError]
     return chunks, (None if finished else IncompleteStreamError), len(chunks)
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.fixture(params=["C reader", "pydantic only"])
+def builder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test with the C reader (when built) and with pydantic building every chunk."""
+    import rxchat._decode as decode
+
+    if request.param == "pydantic only":
+        monkeypatch.setattr(decode, "_build_all", decode._build_with_pydantic)
+    else:
+        assert decode._build_all is decode._build_fast
+    return str(request.param)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(_FRAMES, max_size=40), st.data())
 def test_decoder_matches_a_per_event_reference_for_any_split(
-    frames: list[bytes], data: st.DataObject
+    builder: str, frames: list[bytes], data: st.DataObject
 ) -> None:
     body = b"".join(frames)
     cuts = sorted(set(data.draw(st.lists(st.integers(0, len(body)), max_size=6))))
