@@ -84,11 +84,18 @@ static void plan_dealloc(Plan *p) {
 
 /* The offset of a __slots__ member of cls named `name`, or 0 if it is not a plain object slot. */
 static Py_ssize_t slot_offset(PyTypeObject *cls, PyObject *name) {
-    PyObject *descr = _PyType_Lookup(cls, name); /* borrowed */
-    if (descr == NULL || !Py_IS_TYPE(descr, &PyMemberDescr_Type)) return 0;
-    PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
-    if (member->type != T_OBJECT_EX || (member->flags & READONLY)) return 0;
-    return member->offset;
+    PyObject *descr = PyObject_GetAttr((PyObject *)cls, name); /* the descriptor itself */
+    if (descr == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    Py_ssize_t offset = 0;
+    if (Py_IS_TYPE(descr, &PyMemberDescr_Type)) {
+        PyMemberDef *member = ((PyMemberDescrObject *)descr)->d_member;
+        if (member->type == T_OBJECT_EX && !(member->flags & READONLY)) offset = member->offset;
+    }
+    Py_DECREF(descr);
+    return offset;
 }
 
 static int plan_find_offsets(Plan *p) {
