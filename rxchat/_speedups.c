@@ -401,6 +401,7 @@ static int literal(Reader *r, const char *word, Py_ssize_t n) {
 }
 
 static PyObject *read_any(Reader *r);
+static PyObject *read_list(Reader *r, int kind, PyObject *sub);
 
 /* An object of unknown keys (dict[str, Any], or a value nested in an extra key). */
 static PyObject *read_any_object(Reader *r) {
@@ -450,42 +451,11 @@ pass:
     return NULL;
 }
 
-static PyObject *read_any_array(Reader *r) {
-    if (++r->depth > MAX_DEPTH) return NULL;
-    r->p++; /* [ */
-    PyObject *list = PyList_New(0);
-    if (list == NULL) return NULL;
-    skip_ws(r);
-    if (peek(r) == ']') {
-        r->p++;
-        r->depth--;
-        return list;
-    }
-    for (;;) {
-        skip_ws(r);
-        PyObject *value = read_any(r);
-        if (value == NULL) goto pass;
-        int rc = PyList_Append(list, value);
-        Py_DECREF(value);
-        if (rc < 0) goto pass;
-        skip_ws(r);
-        int c = peek(r);
-        r->p++;
-        if (c == ']') break;
-        if (c != ',') goto pass;
-    }
-    r->depth--;
-    return list;
-pass:
-    Py_DECREF(list);
-    return NULL;
-}
-
 static PyObject *read_any(Reader *r) {
     switch (peek(r)) {
     case '"': return read_string(r);
     case '{': return read_any_object(r);
-    case '[': return read_any_array(r);
+    case '[': return read_list(r, 0, NULL);
     case 't': return literal(r, "true", 4) ? Py_NewRef(Py_True) : NULL;
     case 'f': return literal(r, "false", 5) ? Py_NewRef(Py_False) : NULL;
     case 'n': return literal(r, "null", 4) ? Py_NewRef(Py_None) : NULL;
@@ -495,7 +465,7 @@ static PyObject *read_any(Reader *r) {
 
 static PyObject *read_model(Reader *r, Plan *p);
 
-/* A list of models, or of ints. */
+/* An array: of models (kind K_LIST_MODEL), of ints (K_LIST_INT), or of any JSON values (0). */
 static PyObject *read_list(Reader *r, int kind, PyObject *sub) {
     if (peek(r) != '[' || ++r->depth > MAX_DEPTH) return NULL;
     r->p++;
@@ -509,8 +479,10 @@ static PyObject *read_list(Reader *r, int kind, PyObject *sub) {
     }
     for (;;) {
         skip_ws(r);
-        PyObject *item = (kind & K_BASE) == K_LIST_MODEL ? read_model(r, (Plan *)sub)
-                                                         : read_number(r, 'i');
+        int base = kind & K_BASE;
+        PyObject *item = base == K_LIST_MODEL ? read_model(r, (Plan *)sub)
+                         : base == K_LIST_INT ? read_number(r, 'i')
+                                              : read_any(r);
         if (item == NULL) goto pass;
         int rc = PyList_Append(list, item);
         Py_DECREF(item);
