@@ -20,8 +20,9 @@ chunk and the cyclic-GC collections (all generations / full ones) during one str
 (issue 2): rxchat source / floor <= 2.0; openai / rxchat source >= 3.0.
 
 ``--stages`` adds a breakdown of the decoding cost, in-process (no network) on the same body
-split as it arrived from the socket: the floor's split + ``orjson.loads``; ``orjson.loads`` and
-pydantic's ``validate_json`` (what builds the three models of a chunk) alone on the payloads;
+split as it arrived from the socket: the floor's split + ``orjson.loads``; ``orjson.loads``,
+pydantic's ``validate_json`` and rxchat's C reader (both build the three models of a chunk) alone
+on the payloads;
 SSE decoding into event objects and into data strings (``feed_payloads``, what the chunk decoder
 uses); and ``ChunkDecoder.feed`` (which returns a read's chunks as one list) fed 8 KiB slices as
 the transport does, or whole socket reads with the cyclic GC on and off (holding hundreds of
@@ -53,6 +54,7 @@ import orjson
 
 import rxchat
 from rxchat import ChunkDecoder, SSEDecoder
+from rxchat._fastbuild import build_chunks
 from rxchat._transport import DEFAULT_TIMEOUT, HTTPTransport
 
 MESSAGES = [{"role": "user", "content": "benchmark"}]
@@ -321,6 +323,11 @@ def stages(reads: list[bytes], repeat: int) -> list[tuple[str, float]]:
         for payload in payloads:
             validate_json(payload)
 
+    def c_reader_alone() -> None:
+        if build_chunks is not None:
+            for start in range(0, len(payloads), 32):  # as many as an 8 KiB slice holds
+                build_chunks(payloads[start : start + 32])
+
     def sse() -> None:
         decoder = SSEDecoder()
         for data in sliced:
@@ -352,6 +359,7 @@ def stages(reads: list[bytes], repeat: int) -> list[tuple[str, float]]:
         ("floor: line split + orjson.loads", split_orjson),
         ("orjson.loads alone (payloads split beforehand)", orjson_alone),
         ("pydantic validate_json alone (the chunk models)", validate_alone),
+        ("C reader alone (the same models, rxchat._speedups)", c_reader_alone),
         ("SSEDecoder.feed, 8 KiB slices (event objects)", sse),
         ("SSEDecoder.feed_payloads, 8 KiB slices", sse_payloads),
         ("ChunkDecoder.feed, 8 KiB slices (as the transport)", chunk_decoder_sliced),

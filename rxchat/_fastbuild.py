@@ -15,10 +15,12 @@ exactly (validators, aliases, default factories, other field types, ``extra`` ot
 ``"allow"``) has no plan and goes to pydantic whole. At import the builder is checked against
 pydantic on sample chunks; any difference and it is not used. Without a C compiler at install
 time the extension is absent and everything goes through pydantic: same results, slower.
+``RXCHAT_NO_SPEEDUPS=1`` in the environment (read at import) does the same on purpose.
 """
 
 from __future__ import annotations
 
+import os
 import types
 import typing
 from collections.abc import Callable
@@ -156,7 +158,7 @@ _SAMPLES = [
 
 
 def _make_builder() -> Callable[[list[str]], list[ChatCompletionChunk | None]] | None:
-    if _speedups is None:
+    if _speedups is None or os.environ.get("RXCHAT_NO_SPEEDUPS", "") not in ("", "0"):
         return None
     try:
         plan = _plan(ChatCompletionChunk, {})

@@ -9,6 +9,9 @@ that mix right and wrong types at every field.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -375,3 +378,16 @@ def test_json_the_reader_decides_itself(raw: str) -> None:
 def test_json_the_reader_leaves_to_pydantic(raw: str) -> None:
     assert build(raw) is None
     check(raw)
+
+
+def test_rxchat_no_speedups_turns_the_extension_off() -> None:
+    code = "import rxchat._fastbuild as f, rxchat._decode as d; print(f.build_chunks is None, d._build_all.__name__)"
+    for value, expected in (("1", "True _build_with_pydantic"), ("0", "False _build_fast")):
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "RXCHAT_NO_SPEEDUPS": value},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        assert out == expected
