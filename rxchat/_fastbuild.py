@@ -30,7 +30,7 @@ from pydantic import BaseModel
 
 from .types import ChatCompletionChunk
 
-__all__ = ["build_chunks", "models_identical"]
+__all__ = ["build_chunks", "c_builder", "models_identical"]
 
 try:
     from . import _speedups
@@ -157,8 +157,9 @@ _SAMPLES = [
 ]
 
 
-def _make_builder() -> Callable[[list[str]], list[ChatCompletionChunk | None]] | None:
-    if _speedups is None or os.environ.get("RXCHAT_NO_SPEEDUPS", "") not in ("", "0"):
+def c_builder() -> Callable[[list[str]], list[ChatCompletionChunk | None]] | None:
+    """The C builder, checked against pydantic; ``None`` when it is not built or differs."""
+    if _speedups is None:
         return None
     try:
         plan = _plan(ChatCompletionChunk, {})
@@ -177,6 +178,8 @@ def _make_builder() -> Callable[[list[str]], list[ChatCompletionChunk | None]] |
     return build
 
 
-build_chunks = _make_builder()
+build_chunks = (
+    None if os.environ.get("RXCHAT_NO_SPEEDUPS", "") not in ("", "0") else c_builder()
+)
 """``build_chunks(payloads)``: a chunk per payload, ``None`` where pydantic must decide; or
 ``None`` itself when the C builder is unavailable."""

@@ -384,8 +384,12 @@ def builder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
 
     if request.param == "pydantic only":
         monkeypatch.setattr(decode, "_build_all", decode._build_with_pydantic)
-    else:
-        assert decode._build_all is decode._build_fast
+    else:  # whatever RXCHAT_NO_SPEEDUPS says
+        from rxchat._fastbuild import c_builder
+
+        monkeypatch.setattr(decode, "build_chunks", c_builder())
+        monkeypatch.setattr(decode, "_build_all", decode._build_fast)
+        assert decode.build_chunks is not None
     return str(request.param)
 
 
