@@ -3,7 +3,9 @@
 Each input is split (by the fuzzer) into socket reads, decoded by ``ChunkDecoder`` (which runs
 the SSE decoder), and the chunks are accumulated by three ``ChatCompletionStreamState``s: plain,
 with a structured ``response_format``, and with strict tools. Anything raised that is not an
-``rxchat.RxChatError`` is a crash. The seed corpus is the recorded traffic in
+``rxchat.RxChatError`` is a crash. Each ``data:`` line of the input (and the whole input) is also
+read by the C chunk reader (``rxchat._speedups``) and by pydantic: a model the reader builds must
+be the one pydantic builds, and what pydantic rejects the reader must leave to it. The seed corpus is the recorded traffic in
 ``../shared/corpus`` (when present) plus a few hand-made bodies.
 
 Usage::
@@ -29,9 +31,14 @@ with atheris.instrument_imports(include=["rxchat"]):
     from pydantic import BaseModel
 
     from rxchat._decode import ChunkDecoder
+    from rxchat._fastbuild import c_builder, models_identical
     from rxchat._parsing import pydantic_function_tool
     from rxchat._state import ChatCompletionStreamState
     from rxchat.errors import RxChatError
+    from rxchat.types import ChatCompletionChunk
+
+C_BUILD = c_builder()
+VALIDATE = ChatCompletionChunk.__pydantic_validator__.validate_json
 
 
 class Location(BaseModel):
@@ -66,10 +73,27 @@ def one_input(data: bytes) -> None:
         raise
 
 
+def _check_reader(payload: str) -> None:
+    if C_BUILD is None:
+        return
+    fast = C_BUILD([payload])[0]
+    try:
+        expected = VALIDATE(payload)
+    except ValueError:  # pydantic's ValidationError
+        assert fast is None, payload
+        return
+    assert fast is None or models_identical(fast, expected), payload
+
+
 def _run(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     cuts = sorted(fdp.ConsumeIntInRange(0, 1 << 16) for _ in range(fdp.ConsumeIntInRange(0, 4)))
     body = fdp.ConsumeBytes(fdp.remaining_bytes())
+    text = body.decode("utf-8", "replace")
+    _check_reader(text)
+    for line in text.splitlines():
+        if line.startswith("data: "):
+            _check_reader(line[6:])
     edges = [0, *[c % (len(body) + 1) for c in cuts], len(body)]
     decoder = ChunkDecoder(max_event_bytes=None if len(body) % 3 else 64)
     chunks = []
