@@ -55,8 +55,8 @@ def _build_fast(payloads: list[str]) -> list[ChatCompletionChunk]:
 _build_all: Callable[[list[str]], list[ChatCompletionChunk]] = (
     _build_with_pydantic if build_chunks is None else _build_fast
 )
-"""A read's payloads as chunks: the C builder where it is available (the same models, built
-from ``orjson.loads``), pydantic for everything else. Raises pydantic's ValidationError."""
+"""A read's payloads as chunks: the C reader where it is available (the same models, read
+straight from the JSON), pydantic for what it leaves. Raises pydantic's ValidationError."""
 
 
 def _preview(raw: str) -> str:
