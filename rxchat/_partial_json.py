@@ -768,23 +768,10 @@ class PartialJSONParser:
                     i = _digit_run(s, i).end()
                 else:
                     break
-            elif phase == _N_E:
-                if c == "+" or c == "-":
-                    phase = _N_ESIGN
-                    i += 1
-                elif c in _DIGITS:
-                    phase = _N_EXP
-                    i = _digit_run(s, i).end()
-                else:
-                    raise self._number_fail(
-                        "invalid number (expected a digit in the exponent)",
-                        s,
-                        start,
-                        i,
-                        base,
-                        phase,
-                    )
-            elif phase == _N_ESIGN:
+            elif phase == _N_E and (c == "+" or c == "-"):
+                phase = _N_ESIGN
+                i += 1
+            elif phase in (_N_E, _N_ESIGN):
                 if c in _DIGITS:
                     phase = _N_EXP
                     i = _digit_run(s, i).end()
