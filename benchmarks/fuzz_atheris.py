@@ -6,7 +6,7 @@ with a structured ``response_format``, and with strict tools. Anything raised th
 ``rxchat.RxChatError`` is a crash. Each ``data:`` line of the input (and the whole input) is also
 read by the C chunk reader (``rxchat._speedups``) and by pydantic: a model the reader builds must
 be the one pydantic builds, and what pydantic rejects the reader must leave to it. The seed corpus is the recorded traffic in
-``../shared/corpus`` (when present) plus a few hand-made bodies.
+``tests/fixtures/openai`` plus a few hand-made bodies.
 
 Usage::
 
@@ -122,7 +122,7 @@ def _run(data: bytes) -> None:
 
 def _seed_dir() -> str:
     folder = tempfile.mkdtemp(prefix="rxchat-fuzz-")
-    corpus = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "corpus", "openai")
+    corpus = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "openai")
     seeds = list(SEEDS)
     if os.path.isdir(corpus):
         for name in sorted(os.listdir(corpus)):

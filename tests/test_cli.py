@@ -15,7 +15,7 @@ from urllib.parse import quote
 import rxchat
 from rxchat.mock import MockServer
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "openai"
 SECRET = "sk-cli-test-0123456789abcdef"
 TEXT = "Streams are values over time, and rxchat makes them typed."
 

@@ -17,7 +17,7 @@ import rxchat
 from rxchat import ChatCompletionChunk, ChunkDecoder
 from rxchat.errors import IncompleteStreamError, RxChatError
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "openai"
 RECORDINGS = sorted(CORPUS.glob("*.sse"))
 MANIFEST: dict[str, Any] = json.loads((CORPUS / "MANIFEST.json").read_text())
 

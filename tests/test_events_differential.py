@@ -1,6 +1,6 @@
 """Differential tests: rxchat's stream state against the OpenAI SDK's ChatCompletionStreamState.
 
-For every recording of the shared corpus (request models rebuilt from MANIFEST.json) and for
+For every recorded stream in tests/fixtures/openai (request models rebuilt from MANIFEST.json) and for
 generated streams, both states get the same chunks; after every chunk the events (type and every
 field except ``choice_index``, compared through ``model_dump``) must be equal, and so must the
 final completion (or the error both raise). ``reasoning.*`` events are rxchat's own and are left
@@ -28,7 +28,7 @@ from rxchat._parsing import pydantic_function_tool
 from rxchat._state import ChatCompletionStreamState
 from rxchat.types import ChatCompletionChunk
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "openai"
 MANIFEST = json.loads((CORPUS / "MANIFEST.json").read_text())
 
 

@@ -25,7 +25,7 @@ from rxchat import ChatCompletionChunk, SSEDecoder
 from rxchat._fastbuild import models_identical
 from rxchat.mock import MockServer
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "openai"
 
 validate = ChatCompletionChunk.__pydantic_validator__.validate_json
 

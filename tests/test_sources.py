@@ -45,9 +45,7 @@ from rxchat.types import ChatCompletionChunk
 # margin keeps a loaded CI machine that deschedules a thread from failing the test.
 DISCONNECT_BOUND = 0.5
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "openai"
-if not CORPUS.is_dir():
-    CORPUS = Path("/work/shared/corpus/openai")
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "openai"
 RECORDINGS = sorted(CORPUS.glob("*.sse"))
 USER = [{"role": "user", "content": "Hello"}]
 KEY = "sk-source-SENTINEL-abcdef0123456789"

@@ -25,7 +25,7 @@ from rxchat.types import (
     StreamChunk,
 )
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parent / "fixtures" / "openai"
 
 
 def corpus_payloads() -> list[tuple[str, dict[str, Any]]]:

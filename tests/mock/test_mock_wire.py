@@ -9,7 +9,7 @@ import orjson
 import pytest
 from mock_helpers import USER, Post
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 
 
 def _corpus_chunks(name: str) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from rxchat.mock import MockServer
 from rxchat.operators._accumulate import AccumulatedObservable, accumulate
 from rxchat.types import ChatCompletionChunk
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 on_next = ReactiveTest.on_next
 on_error = ReactiveTest.on_error
 on_completed = ReactiveTest.on_completed

@@ -19,7 +19,7 @@ from rxchat.operators._extract_tool_calls import extract_tool_calls
 from rxchat.operators._parse_structured import parse_structured
 from rxchat.types import ChatCompletionChunk
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 
 
 class GetWeatherArgs(BaseModel):

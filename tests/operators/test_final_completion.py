@@ -18,7 +18,7 @@ from rxchat.operators._accumulate import accumulate
 from rxchat.operators._final_completion import final_completion
 from rxchat.operators._parse_structured import parse_structured
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 
 
 class Location(BaseModel):

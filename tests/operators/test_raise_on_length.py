@@ -15,7 +15,7 @@ from rxchat.operators._accumulate import accumulate
 from rxchat.operators._raise_on_length import raise_on_length
 from rxchat.types import ChatCompletionChunk
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 on_next = ReactiveTest.on_next
 on_error = ReactiveTest.on_error
 on_completed = ReactiveTest.on_completed

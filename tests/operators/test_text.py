@@ -13,7 +13,7 @@ from rxchat.operators._accumulate import accumulate
 from rxchat.operators._text import text
 from rxchat.types import ChatCompletionChunk
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
 

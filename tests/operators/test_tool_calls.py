@@ -17,7 +17,7 @@ from rxchat.operators._extract_tool_calls import extract_tool_calls
 from rxchat.operators._tool_calls import tool_calls
 from rxchat.types import ChatCompletionChunk, ParsedFunctionToolCall
 
-CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "openai"
+CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 on_next = ReactiveTest.on_next
 on_completed = ReactiveTest.on_completed
 
