@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 import pytest
+from _c_reader import requires_c_reader
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -377,7 +378,7 @@ def reference(body: bytes) -> tuple[list[ChatCompletionChunk], type[RxChatError]
     return chunks, (None if finished else IncompleteStreamError), len(chunks)
 
 
-@pytest.fixture(params=["C reader", "pydantic only"])
+@pytest.fixture(params=[pytest.param("C reader", marks=requires_c_reader), "pydantic only"])
 def builder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the C reader (when built) and with pydantic building every chunk."""
     import rxchat._decode as decode
