@@ -90,7 +90,13 @@ def idle_timeout(
 
     The wait for the first item is timed too: with ``seconds`` by default, or with ``first``
     (a model's time to first token is often much longer than its gaps), in which case a timeout
-    there raises :class:`~rxchat.FirstChunkTimeoutError`.
+    there raises :class:`~rxchat.FirstChunkTimeoutError`. ``first`` applies to the first item
+    only: from the first item on, every gap is limited by ``seconds``.
+
+    ::
+
+        source:               ------a--b-----------c--|
+        idle(5, first=60):    ------a--b-----X          X = IdleTimeoutError, 5 after b
 
     Args:
         seconds: the longest gap allowed between items (and before the first one, unless
@@ -179,7 +185,10 @@ def _timeout_operator(
             timer = SerialDisposable()
             upstream = SingleAssignmentDisposable()
             # One timer, re-armed lazily: an item only records its time; when the timer fires
-            # early it re-arms for the rest. No timer churn per item.
+            # early it re-arms for the rest. No timer churn per item. The one exception is the
+            # first item under a longer ``first`` allowance: the pending timer is due at
+            # ``first_limit``, later than the gap limit allows, so it is replaced by one due
+            # ``limit`` after that item.
             count = 0
             last = now()
             stopped = False
@@ -205,6 +214,8 @@ def _timeout_operator(
                         return
                     if idle:
                         last = now()
+                        if count == 0 and first_limit > limit:
+                            timer.disposable = sched.schedule_relative(limit, fire)
                     elif count == 0:
                         timer.dispose()
                     count += 1

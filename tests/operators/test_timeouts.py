@@ -147,6 +147,68 @@ def test_idle_timeout_with_a_longer_first_allowance() -> None:
     assert xs.subscriptions == [subscribe(200, 300)]
 
 
+def test_idle_timeout_first_allowance_then_the_gap_limit_from_the_first_item() -> None:
+    """After the first item the gap limit applies at once, not the longer first allowance."""
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(210, "a"), on_next(400, "late"))
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(20, first=100)))
+    assert results.messages[:1] == [on_next(210, "a")]
+    at, err = _error_at(results.messages)
+    assert at == 230, "20 after the first item, not at the first allowance (300)"
+    assert isinstance(err, IdleTimeoutError) and not isinstance(err, FirstChunkTimeoutError)
+    assert err.chunks_received == 1 and "20 s" in str(err) and "after 1 items" in str(err)
+    assert xs.subscriptions == [subscribe(200, 230)]
+
+
+def test_idle_timeout_first_timer_alone() -> None:
+    """The first allowance is timed on its own: a first item late by the gap limit is fine."""
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(
+        on_next(299, "a"), on_next(319, "b"), on_next(339, "c"), on_completed(350)
+    )
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(20, first=100)))
+    assert results.messages == [
+        on_next(299, "a"),
+        on_next(319, "b"),
+        on_next(339, "c"),
+        on_completed(350),
+    ]
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(301, "a"))
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(20, first=100)))
+    at, err = _error_at(results.messages)
+    assert at == 300 and isinstance(err, FirstChunkTimeoutError)
+    assert err.chunks_received == 0 and "100 s" in str(err)
+
+
+def test_idle_timeout_gap_timer_alone_after_a_first_item_under_a_long_allowance() -> None:
+    """Every gap after the first item is timed with ``seconds``, each from the item before."""
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(
+        on_next(250, "a"), on_next(269, "b"), on_next(288, "c"), on_next(320, "d")
+    )
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(20, first=100)))
+    assert results.messages[:3] == [on_next(250, "a"), on_next(269, "b"), on_next(288, "c")]
+    at, err = _error_at(results.messages)
+    assert at == 308 and isinstance(err, IdleTimeoutError) and err.chunks_received == 3
+
+
+def test_idle_timeout_with_a_shorter_first_allowance() -> None:
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(
+        on_next(205, "a"), on_next(245, "b"), on_next(400, "late")
+    )
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(50, first=10)))
+    assert results.messages[:2] == [on_next(205, "a"), on_next(245, "b")]
+    at, err = _error_at(results.messages)
+    assert at == 295 and isinstance(err, IdleTimeoutError) and err.chunks_received == 2
+    scheduler = TestScheduler()
+    xs = scheduler.create_hot_observable(on_next(215, "a"))
+    results = scheduler.start(lambda: xs.pipe(idle_timeout(50, first=10)))
+    at, err = _error_at(results.messages)
+    assert at == 210 and isinstance(err, FirstChunkTimeoutError)
+
+
 def test_idle_timeout_after_first_chunk_timeout_also_times_the_first_item() -> None:
     """Documented pitfall: each operator's timer starts at subscription."""
     scheduler = TestScheduler()
@@ -183,6 +245,24 @@ async def test_keepalives_do_not_count_as_output(server: MockServer) -> None:
     assert elapsed < 5
     record = await server.wait_for_disconnect(timeout=2)
     assert record.chunks == 3
+
+
+async def test_a_stall_after_the_first_items_is_timed_by_seconds_not_first(
+    server: MockServer,
+) -> None:
+    """``idle_timeout(0.2, first=30)``: the stall after item 2 fails in about 0.2 s, not 30 s."""
+    source = chat_completion_stream(
+        model="mock?tokens=50&stall_between=30&stall_after=2&keepalive=0.02",
+        messages=USER,
+        base_url=server.url,
+        timeout=60,
+    )
+    started = time.monotonic()
+    with pytest.raises(IdleTimeoutError) as info:
+        await source.pipe(idle_timeout(0.2, first=30))
+    assert time.monotonic() - started < 10  # functional bound: the bug waited for first= (30 s)
+    assert info.value.chunks_received == 2 and "0.2 s" in str(info.value)
+    await server.wait_for_disconnect(timeout=2)
 
 
 async def test_first_chunk_timeout_with_keepalives(server: MockServer) -> None:
