@@ -5,7 +5,7 @@ in :mod:`rxchat.operators` turn chunks into typed events; the clients offer the 
 Edgee SDK surfaces on the same core; :mod:`rxchat.mock` is an embedded OpenAI-compatible server.
 """
 
-from typing import TYPE_CHECKING, Any
+import typing as _typing
 
 from . import errors as errors
 from . import events as events
@@ -38,25 +38,30 @@ from ._streams import Stream as Stream
 from ._transport import Timeout as Timeout
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
+from .errors import redact as redact
 from .events import ChatCompletionStreamEvent as ChatCompletionStreamEvent
 from .types import ChatCompletion as ChatCompletion
 from .types import ChatCompletionChunk as ChatCompletionChunk
 from .types import ParsedChatCompletion as ParsedChatCompletion
 from .types import StreamChunk as StreamChunk
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from . import mock as mock
 
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     # rxchat.mock pulls in aiohttp.web; import it only when someone reaches for it.
     if name == "mock":
         import importlib
 
         return importlib.import_module(".mock", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), "mock"})
 
 
 __all__ = [
@@ -92,6 +97,7 @@ __all__ = [
     "mock",
     "operators",
     "pydantic_function_tool",
+    "redact",
     "to_async_iterator",
     "to_strict_json_schema",
     "type_to_response_format_param",

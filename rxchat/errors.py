@@ -71,9 +71,8 @@ __all__ = [
     "StructuredOutputError",
     "UnknownToolError",
     "UnprocessableEntityError",
-    "redact",
-    "status_error_class",
 ]
+# Not star-exported: ``redact`` (public as ``rxchat.redact``) and ``status_error_class`` (internal).
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
 _KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{6,}")

@@ -329,7 +329,7 @@ def test_every_operator_has_a_page() -> None:
 def test_readme_opens_with_the_two_commands() -> None:
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
     fence = lines.index("```bash")
-    assert lines[fence + 1].startswith("pip install -e . && rxchat demo")
+    assert lines[fence + 1].startswith('pip install -e ".[rich]" && rxchat demo')
     assert lines[fence + 2].startswith('pip install -e ".[test]" && python -m pytest -q')
 
 

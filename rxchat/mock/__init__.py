@@ -55,6 +55,10 @@ Example:
     >>> async def main():
     ...     async with rxchat.mock.serve() as url:      # "http://127.0.0.1:PORT/v1"
     ...         ...                                     # url.server.requests, .disconnects, ...
+
+For synchronous code and tests, ``serve_in_thread()`` / ``ThreadedMockServer`` run the same server
+on their own thread, with answers and faults scripted per request (``server.script(...)``); the
+``rxchat_mock`` pytest fixture (installed with rxchat) gives each test one.
 """
 
 from ._app import create_app
@@ -62,6 +66,7 @@ from ._options import MockOptions, OptionError
 from ._schema import SchemaError, generate_instance
 from ._server import MockServer, ServerURL, run, serve
 from ._state import DisconnectRecord, MockState, RequestRecord, StreamRecord
+from ._threaded import ThreadedMockServer, ThreadedServerURL, serve_in_thread
 
 __all__ = [
     "DisconnectRecord",
@@ -73,8 +78,11 @@ __all__ = [
     "SchemaError",
     "ServerURL",
     "StreamRecord",
+    "ThreadedMockServer",
+    "ThreadedServerURL",
     "create_app",
     "generate_instance",
     "run",
     "serve",
+    "serve_in_thread",
 ]

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from ._options import MockOptions, OptionError, parse_options, split_model
 from ._plan import CREATED, Plan, RequestError, build_plan
+from ._script import SCRIPTED_OPTIONS
 from ._state import MockState, RequestRecord, StreamRecord
 from ._stream import ClientGone, completion_body, write_stream
 
@@ -191,7 +192,10 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         )
     name, query = split_model(model)
     try:
-        opts = parse_options(query, request.headers.items(), defaults=config["defaults"])
+        # Options a test scripted for this request (``_script.py``) win over the client's.
+        scripted = request.get(SCRIPTED_OPTIONS, {})
+        headers = [*request.headers.items(), *scripted.items()]
+        opts = parse_options(query, headers, defaults=config["defaults"])
     except OptionError as err:
         return _error(400, str(err), "invalid_request_error", "model", "invalid_mock_option")
     try:
