@@ -7,11 +7,14 @@ OpenAI-compatible server; without a URL an embedded mock server is used).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
 from typing import Literal
 
-from _server import base_url
 from pydantic import BaseModel
 
+import rxchat
 from rxchat import AsyncClient as AsyncDedalus  # was: from dedalus_labs import AsyncDedalus
 from rxchat import ChatCompletionStreamState, LengthFinishReasonError
 
@@ -72,6 +75,12 @@ async def main(url: str) -> None:
                 await events.until_done()
         except LengthFinishReasonError as err:
             print("truncated:", repr(err.completion.choices[0].message.content))
+
+
+def base_url() -> contextlib.AbstractContextManager[str]:
+    """The base URL from the command line or ``$RXCHAT_BASE_URL``, else a mock server on a thread."""
+    url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("RXCHAT_BASE_URL")
+    return contextlib.nullcontext(url) if url else rxchat.mock.serve_in_thread(token_delay=0.01)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,10 @@ OpenAI-compatible server; without a URL an embedded mock server is used).
 
 from __future__ import annotations
 
-from _server import base_url
+import contextlib
+import os
+import sys
+
 from pydantic import BaseModel
 
 import rxchat
@@ -70,6 +73,12 @@ def main(url: str) -> None:
         print(f"{type(err).__name__}: {err} — kept {partial!r}")
 
     client.close()
+
+
+def base_url() -> contextlib.AbstractContextManager[str]:
+    """The base URL from the command line or ``$RXCHAT_BASE_URL``, else a mock server on a thread."""
+    url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("RXCHAT_BASE_URL")
+    return contextlib.nullcontext(url) if url else rxchat.mock.serve_in_thread(token_delay=0.01)
 
 
 if __name__ == "__main__":

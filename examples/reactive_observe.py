@@ -10,8 +10,10 @@ OpenAI-compatible server; without a URL an embedded mock server is used).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
 
-from _server import base_url
 from pydantic import BaseModel
 
 import rxchat
@@ -61,6 +63,12 @@ async def main(url: str) -> None:
         completion = await shared.pipe(ops.final_completion())
         recipe = completion.choices[0].message.parsed
         print(f"\nparsed: {recipe!r}")
+
+
+def base_url() -> contextlib.AbstractContextManager[str]:
+    """The base URL from the command line or ``$RXCHAT_BASE_URL``, else a mock server on a thread."""
+    url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("RXCHAT_BASE_URL")
+    return contextlib.nullcontext(url) if url else rxchat.mock.serve_in_thread(token_delay=0.01)
 
 
 if __name__ == "__main__":
