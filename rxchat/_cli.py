@@ -363,6 +363,7 @@ def run_serve(args: argparse.Namespace) -> None:
             api_key=args.api_key,
             token_delay=args.delay,
             on_start=started,
+            log=sys.stderr,
         )
     except OSError as err:
         raise UsageError(

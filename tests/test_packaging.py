@@ -17,7 +17,15 @@ import rxchat
 
 ROOT = Path(__file__).resolve().parents[1]
 # Files of the source tree that are not source (build products, caches, local state).
-_NOT_SOURCE = ("__pycache__", ".pyc", ".so", ".egg-info", ".mypy_cache", ".ruff_cache", ".hypothesis")
+_NOT_SOURCE = (
+    "__pycache__",
+    ".pyc",
+    ".so",
+    ".egg-info",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".hypothesis",
+)
 
 
 def _source_files(folder: Path) -> set[str]:
@@ -209,7 +217,15 @@ def test_the_installed_package_is_visible_to_mypy(tmp_path: Path) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MYPYPATH")}
     run = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--cache-dir", str(tmp_path / "cache"), "app.py"],
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "app.py",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -17,7 +17,7 @@ from ._script import SCRIPTED_OPTIONS
 from ._state import MockState, RequestRecord, StreamRecord
 from ._stream import ClientGone, completion_body, write_stream
 
-__all__ = ["STATE_KEY", "create_app"]
+__all__ = ["STATE_KEY", "create_app", "current_request_id"]
 
 STATE_KEY: web.AppKey[MockState] = web.AppKey("rxchat_mock_state", MockState)
 _CONFIG_KEY: web.AppKey[dict[str, Any]] = web.AppKey("rxchat_mock_config", dict)
@@ -61,6 +61,11 @@ _STATUS_ERRORS: dict[int, tuple[str, str, str | None]] = {
         "overloaded",
     ),
 }
+
+
+def current_request_id() -> str | None:
+    """The id of the request being handled in this task (``req_000001``), if any."""
+    return _REQUEST_ID.get(None)
 
 
 def error_body(

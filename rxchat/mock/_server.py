@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import web
 
@@ -205,6 +205,7 @@ def run(
     port: int = 8000,
     *,
     on_start: Callable[[str], None] | None = None,
+    log: TextIO | None = None,
     **app_options: Any,
 ) -> None:
     """Serve until interrupted (Ctrl-C); used by ``rxchat serve --port N``.
@@ -213,6 +214,7 @@ def run(
         host: interface to bind.
         port: TCP port.
         on_start: called with the base URL once listening; by default the URL is printed.
+        log: write a line per request and per outcome here (``rxchat serve``: stderr).
         **app_options: ``api_key``, ``token_delay``, ``defaults`` (see ``create_app``).
 
     Raises:
@@ -220,7 +222,14 @@ def run(
     """
 
     async def main() -> None:
-        async with MockServer(host=host, port=port, **app_options) as server:
+        server = MockServer(host=host, port=port, **app_options)
+        if log is not None:
+            from ._log import request_log
+
+            outer, inner = request_log(log, api_key=app_options.get("api_key"))
+            server.app.middlewares.insert(0, outer)
+            server.app.middlewares.append(inner)
+        async with server:
             if on_start is not None:
                 on_start(server.url)
             else:
