@@ -59,6 +59,26 @@ _build_all: Callable[[list[str]], list[ChatCompletionChunk]] = (
 straight from the JSON), pydantic for what it leaves. Raises pydantic's ValidationError."""
 
 
+def _with_positional_indices(raw: str, err: ValidationError) -> ChatCompletionChunk | None:
+    """The chunk, when all that was wrong is choices without ``index`` (some proxies send
+    ``{"choices":[{"delta":{...}}]}``): each takes its position in the list. Else None."""
+    errors = err.errors()
+    if not all(
+        e["type"] == "missing" and len(e["loc"]) == 3 and e["loc"][0] == "choices"
+        and e["loc"][2] == "index"
+        for e in errors
+    ):
+        return None
+    try:
+        body = orjson.loads(raw)
+        for position, choice in enumerate(body["choices"]):
+            if "index" not in choice:
+                choice["index"] = position
+        return _validate_chunk_json(orjson.dumps(body))  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, ValidationError, TypeError, KeyError):
+        return None
+
+
 def _preview(raw: str) -> str:
     return raw if len(raw) <= _RAW_PREVIEW else raw[:_RAW_PREVIEW] + f"... ({len(raw)} chars)"
 
@@ -96,6 +116,11 @@ class ChunkDecoder:
         self.finished = False  # some choice reported a finish reason
         self.error: RxChatError | None = None
         self.chunks_received = 0
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time (ms) set by the last ``retry:`` field of the body, or None."""
+        return self._sse.retry
 
     @property
     def comments(self) -> int:
@@ -187,6 +212,9 @@ class ChunkDecoder:
         try:
             return _validate_chunk_json(raw)
         except ValidationError as err:
+            chunk = _with_positional_indices(raw, err)
+            if chunk is not None:
+                return chunk
             self._reject(raw, err, event)
 
     @staticmethod

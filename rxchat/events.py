@@ -2,7 +2,8 @@
 
 The names and fields are those of the OpenAI / Dedalus SDK stream helpers, so code written against
 ``client.chat.completions.stream(...)`` keeps working; every event also carries ``choice_index``
-(the SDKs lose it when ``n > 1``), and reasoning deltas (``delta.reasoning_content``) surface as
+(the SDKs lose it when ``n > 1``), and reasoning deltas (``delta.reasoning_content`` or
+``delta.reasoning``, whichever the server sends; ``field`` says which) surface as
 ``reasoning.delta`` / ``reasoning.done``.
 
 =========================================  ============================================================
@@ -12,7 +13,7 @@ The names and fields are those of the OpenAI / Dedalus SDK stream helpers, so co
 ``content.delta``                          ``delta``, ``snapshot`` (content so far), ``parsed``
 ``content.done``                           ``content``, ``parsed`` (validated model / JSON value)
 ``refusal.delta`` / ``refusal.done``       ``delta``, ``snapshot`` / ``refusal``
-``reasoning.delta`` / ``reasoning.done``   ``delta``, ``snapshot`` / ``content``
+``reasoning.delta`` / ``reasoning.done``   ``delta``, ``snapshot`` / ``content``; ``field``
 ``tool_calls.function.arguments.delta``    ``name``, ``index``, ``arguments``, ``parsed_arguments``,
                                            ``arguments_delta``
 ``tool_calls.function.arguments.done``     ``name``, ``index``, ``arguments``, ``parsed_arguments``
@@ -194,13 +195,19 @@ class RefusalDoneEvent(_Event):
     choice_index: int = 0
 
 
+ReasoningField: TypeAlias = Literal["reasoning_content", "reasoning"]
+
+
 class ReasoningDeltaEvent(_Event):
-    """A piece of reasoning (``delta.reasoning_content``: llama.cpp, DeepSeek, vLLM) arrived."""
+    """A piece of reasoning arrived: ``delta.reasoning_content`` (llama.cpp, DeepSeek) or
+    ``delta.reasoning`` (vLLM, OpenRouter); ``field`` says which."""
 
     type: Literal["reasoning.delta"] = "reasoning.delta"
     delta: str
     snapshot: str
     choice_index: int = 0
+    field: ReasoningField = "reasoning_content"
+    """The delta field the server sent the reasoning in (the message field it accumulates in)."""
 
 
 class ReasoningDoneEvent(_Event):
@@ -209,6 +216,8 @@ class ReasoningDoneEvent(_Event):
     type: Literal["reasoning.done"] = "reasoning.done"
     content: str
     choice_index: int = 0
+    field: ReasoningField = "reasoning_content"
+    """The message field that holds the reasoning (``reasoning_content`` or ``reasoning``)."""
 
 
 class FunctionToolCallArgumentsDeltaEvent(_Event):
@@ -367,10 +376,13 @@ def _build_content_delta(
 
 
 def _build_reasoning_delta(
-    delta: str, snapshot: _Deferred, choice_index: int
+    delta: str, snapshot: _Deferred, choice_index: int, field: str
 ) -> ReasoningDeltaEvent:
     event = _new(ReasoningDeltaEvent)
-    _set_dict(event, {"type": "reasoning.delta", "delta": delta, "choice_index": choice_index})
+    _set_dict(
+        event,
+        {"type": "reasoning.delta", "delta": delta, "choice_index": choice_index, "field": field},
+    )
     _set_fields(event, _REASONING_DELTA_FIELDS)
     _set_extra(event, None)
     _set_private(event, None)
