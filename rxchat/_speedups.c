@@ -329,8 +329,8 @@ out:
 }
 
 /* A number at r->p, checked against the JSON grammar. want: 'i' an int (integer literals only),
- * 'f' a float, 'a' either, as pydantic's JSON reader gives for Any (int for integer literals,
- * whatever their size). */
+ * 'f' a float, 'a' either, as pydantic's JSON reader gives for Any (int for integer literals).
+ * Integer literals of more than 18 characters are not read here (NULL: pydantic decides). */
 static PyObject *read_number(Reader *r, char want) {
     const char *start = r->p, *q = r->p;
     int is_float = 0;
@@ -371,13 +371,10 @@ static PyObject *read_number(Reader *r, char want) {
             if (*start == '-') v = -v;
             return want == 'f' ? PyFloat_FromDouble((double)v) : PyLong_FromLongLong(v);
         }
-        char *big = PyMem_Malloc(len + 1);
-        if (big == NULL) return PyErr_NoMemory();
-        memcpy(big, start, len);
-        big[len] = 0;
-        PyObject *v = PyLong_FromString(big, NULL, 10);
-        PyMem_Free(big);
-        return v;
+        /* Longer literals are left to pydantic: its reader has its own length limit (about
+         * 4,300 characters, the sign counted) and Python's int-string conversion another. */
+        r->p = start;
+        return NULL;
     }
     if (want == 'i' || len >= (Py_ssize_t)sizeof(small)) return NULL;
     memcpy(small, start, len);
