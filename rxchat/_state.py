@@ -540,7 +540,12 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
             snapshot = (text.prefix, len(text.parts))
             if field.kind == "reasoning":
                 choice.reasoning_open = True
-                events.append(ev._build_reasoning_delta(piece, snapshot, index, field.key))
+                events.append(
+                    ev._build_reasoning_delta(
+                        {"delta": piece, "choice_index": index, "field": field.key},
+                        {"snapshot": snapshot},
+                    )
+                )
                 continue
             if not output:
                 output = True
@@ -552,16 +557,23 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                     self._reasoning_done_events(choice, events)
             if field.slot == _CONTENT:
                 incremental = self._content_incremental(choice)
-                events.append(
-                    ev._build_content_delta(
-                        piece,
-                        snapshot,
-                        None
-                        if incremental is None
-                        else (_value_at, (incremental, incremental.fed)),
-                        index,
+                if incremental is None:
+                    events.append(
+                        ev._build_content_delta(
+                            {"delta": piece, "parsed": None, "choice_index": index},
+                            {"snapshot": snapshot},
+                        )
                     )
-                )
+                else:
+                    events.append(
+                        ev._build_content_delta(
+                            {"delta": piece, "choice_index": index},
+                            {
+                                "snapshot": snapshot,
+                                "parsed": (_value_at, (incremental, incremental.fed)),
+                            },
+                        )
+                    )
             else:
                 events.append(
                     ev._build_refusal_delta(
@@ -577,18 +589,19 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 args = call.args
                 assert args is not None
                 incremental = self._tool_incremental(call)
-                events.append(
-                    ev._build_tool_delta(
-                        call.name or "",
-                        tool_delta.index,
-                        (args.prefix, len(args.parts)),
-                        None
-                        if incremental is None
-                        else (_value_at, (incremental, incremental.fed)),
-                        (function.arguments if function is not None else None) or "",
-                        index,
-                    )
-                )
+                values = {
+                    "name": call.name or "",
+                    "index": tool_delta.index,
+                    "arguments_delta": (function.arguments if function is not None else None)
+                    or "",
+                    "choice_index": index,
+                }
+                lazy: dict[str, Any] = {"arguments": (args.prefix, len(args.parts))}
+                if incremental is None:
+                    values["parsed_arguments"] = None
+                else:
+                    lazy["parsed_arguments"] = (_value_at, (incremental, incremental.fed))
+                events.append(ev._build_tool_delta(values, lazy))
         logprobs = raw.logprobs
         if logprobs is not None and choice.logprobs is not None:
             if logprobs.content and choice.logprobs.content:
