@@ -200,6 +200,10 @@ class ChatCompletionMessageToolCall(_Wire):
     type: Literal["function"] = "function"
     function: Function
 
+    def to_param(self) -> dict[str, Any]:
+        """The tool call as a request's ``tool_calls`` entry (see :meth:`ChatCompletionMessage.to_param`)."""
+        return _tool_call_param(self)
+
 
 class ChatCompletionMessage(_Wire):
     role: str = "assistant"
@@ -208,6 +212,64 @@ class ChatCompletionMessage(_Wire):
     reasoning_content: str | None = None
     tool_calls: list[ChatCompletionMessageToolCall] | None = None
     function_call: ChoiceDeltaFunctionCall | None = None
+
+    def to_param(self, *, reasoning: bool = True) -> dict[str, Any]:
+        """The message as a request message, to send it back on the next turn.
+
+        Keeps what a server needs to continue the conversation: ``role``, ``content``,
+        ``refusal``, ``tool_calls`` (``id``, ``type``, ``function`` and every field a server added,
+        such as Gemini's ``extra_content`` with its ``thought_signature``), ``function_call``,
+        ``audio`` (its ``id``, as the API takes it) and unknown fields of the message (OpenRouter's
+        ``reasoning_details``). Leaves out what rxchat adds (``parsed``, ``parsed_arguments``,
+        ``index`` on tool calls), ``annotations`` (output only) and fields that are ``None``
+        (``content`` is always sent, ``null`` beside tool calls).
+
+        Args:
+            reasoning: keep the reasoning text (``reasoning_content`` or ``reasoning``, under the
+                name the server used). Pass ``False`` for servers that refuse it in a request
+                (DeepSeek's ``deepseek-reasoner`` answers 400).
+
+        >>> message = ChatCompletionMessage.model_validate(
+        ...     {"role": "assistant", "content": None, "tool_calls": [{"id": "c1",
+        ...      "function": {"name": "f", "arguments": "{}"}, "index": 0,
+        ...      "extra_content": {"google": {"thought_signature": "sig"}}}]})
+        >>> message.to_param()["tool_calls"][0]
+        {'id': 'c1', 'type': 'function', 'function': {'name': 'f', 'arguments': '{}'}, 'extra_content': {'google': {'thought_signature': 'sig'}}}
+        """
+        data = self.model_dump(mode="json", exclude=_MESSAGE_PARAM_EXCLUDE)
+        param: dict[str, Any] = {"role": data.pop("role", None) or "assistant"}
+        param["content"] = data.pop("content", None)
+        if not reasoning:
+            data.pop("reasoning_content", None)
+            data.pop("reasoning", None)
+        audio = data.pop("audio", None)
+        if isinstance(audio, dict) and audio.get("id") is not None:
+            param["audio"] = {"id": audio["id"]}
+        data.pop("tool_calls", None)
+        for key, value in data.items():
+            if value is not None:
+                param[key] = value
+        if self.tool_calls:
+            param["tool_calls"] = [_tool_call_param(call) for call in self.tool_calls]
+        return param
+
+
+# rxchat-only or output-only fields of a message, never sent back (see to_param)
+_MESSAGE_PARAM_EXCLUDE: set[str] = {"parsed", "annotations"}
+_TOOL_CALL_PARAM_EXCLUDE: dict[str, Any] = {"index": True, "function": {"parsed_arguments"}}
+
+
+def _tool_call_param(call: ChatCompletionMessageToolCall) -> dict[str, Any]:
+    data = call.model_dump(mode="json", exclude=_TOOL_CALL_PARAM_EXCLUDE)
+    param: dict[str, Any] = {
+        "id": data.pop("id"),
+        "type": data.pop("type", None) or "function",
+        "function": data.pop("function"),
+    }
+    for key, value in data.items():
+        if value is not None:
+            param[key] = value
+    return param
 
 
 class Choice(_Wire):
