@@ -23,6 +23,8 @@ from ._edgee import SendResponse as SendResponse
 from ._parsing import pydantic_function_tool as pydantic_function_tool
 from ._parsing import to_strict_json_schema as to_strict_json_schema
 from ._parsing import type_to_response_format_param as type_to_response_format_param
+from ._partial import Partial as Partial
+from ._partial import PartialObjectParser as PartialObjectParser
 from ._sources import chat_completion_stream as chat_completion_stream
 from ._sources import from_chunks as from_chunks
 from ._sources import from_sse_bytes as from_sse_bytes
@@ -122,5 +124,7 @@ __all__ = [
     "function_tool",
     "run_tools",
     "tool_message",
+    "Partial",
+    "PartialObjectParser",
     *_errors_all,
 ]
