@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, Union, cast
 import pydantic
 from pydantic import BaseModel, TypeAdapter
 
-from ._partial_json import PartialJSONParser
+from ._partial_json import PartialJSONError, PartialJSONParser
 
 __all__ = ["Partial", "PartialObjectParser"]
 
@@ -323,7 +323,7 @@ class PartialObjectParser(Generic[ModelT]):
         if not _is_model(model):
             raise TypeError(f"expected a pydantic model class, got {model!r}")
         self._model = model
-        self._json = PartialJSONParser(partial_strings=partial_strings)
+        self._json = PartialJSONParser(partial_strings=partial_strings, partial_numbers=True)
         self._root = _Object(model)
         self._value: Partial[ModelT] | None = None
 
@@ -340,9 +340,17 @@ class PartialObjectParser(Generic[ModelT]):
             whitespace, half a key, a number's ``.``).
 
         Raises:
-            PartialJSONError: the text can no longer be JSON.
+            PartialJSONError: the text can no longer be JSON (``value`` then shows what was
+                parsed before the offending character).
         """
-        self._json.feed(delta)
+        try:
+            self._json.feed(delta)
+        except PartialJSONError:
+            self._update()  # `value` shows what was parsed before the offending character
+            raise
+        return self._update()
+
+    def _update(self) -> Partial[ModelT] | None:
         raw = self._json.value
         if raw is None:
             return None

@@ -42,7 +42,8 @@ def partial_objects(
 
     Raises:
         (as ``on_error``) :class:`~rxchat.errors.PartialJSONError` when the content cannot be
-        JSON any more; upstream errors pass through with ``.completion`` set.
+        JSON any more (after an item with what was valid before the offending character);
+        upstream errors pass through with ``.completion`` set.
         ``TypeError`` when ``model`` is not a pydantic model class (at call time).
 
     >>> events.pipe(ops.partial_objects(City)).subscribe(
@@ -61,6 +62,7 @@ def partial_objects(
             follower = StateFollower("partial_objects")
             parser = PartialObjectParser(model, partial_strings=partial_strings)
             stopped = False
+            last: list[Any] = [None]
 
             def on_next(item: Any) -> None:
                 nonlocal stopped
@@ -71,9 +73,13 @@ def partial_objects(
                         if event.type == "content.delta" and event.choice_index == choice_index:
                             partial = parser.feed(event.delta)
                             if partial is not None:
+                                last[0] = partial
                                 observer.on_next(partial)
                 except Exception as err:
                     stopped = True
+                    value = parser.value
+                    if value is not None and value is not last[0]:
+                        observer.on_next(value)  # what was valid before the bad character
                     observer.on_error(with_completion(err, follower.state))
 
             def on_error(err: Exception) -> None:
