@@ -24,7 +24,7 @@ import contextlib
 import inspect
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar, Union, cast
 
 import pydantic
@@ -182,7 +182,66 @@ def _node_for(tp: Any) -> _Node:
         return _Map(args[1] if args else Any)
     if tp is Any:
         return _Scalar(None)
-    return _Scalar(TypeAdapter(tp))
+    fast = _FAST.get(tp) if isinstance(tp, type) else None
+    if fast is not None:
+        return _Fast(fast)
+    try:
+        adapter = _ADAPTERS.get(tp)
+    except TypeError:  # an unhashable annotation
+        return _Scalar(TypeAdapter(tp))
+    if adapter is None:
+        adapter = _ADAPTERS[tp] = TypeAdapter(tp)
+    return _Scalar(adapter)
+
+
+_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+
+
+def _as_str(raw: Any) -> Any:
+    return raw if type(raw) is str else _MISSING
+
+
+def _as_int(raw: Any) -> Any:
+    if type(raw) is int:
+        return raw
+    if type(raw) is float and raw.is_integer():
+        return int(raw)
+    return _MISSING
+
+
+def _as_float(raw: Any) -> Any:
+    return float(raw) if type(raw) is int or type(raw) is float else _MISSING
+
+
+def _as_bool(raw: Any) -> Any:
+    return raw if type(raw) is bool else _MISSING
+
+
+# JSON values of the common field types, checked without a pydantic round trip (same result
+# as pydantic's lax mode on JSON input for these types).
+_FAST: dict[type, Callable[[Any], Any]] = {
+    str: _as_str,
+    int: _as_int,
+    float: _as_float,
+    bool: _as_bool,
+}
+
+
+class _Fast(_Node):
+    __slots__ = ("convert",)
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def build(self, raw: Any) -> Any:
+        if raw is self.raw:
+            return self.last
+        self.raw = raw
+        value = self.convert(raw)
+        if value is not _MISSING:
+            self.last = value
+        return self.last
 
 
 class _Object(_Node):
