@@ -235,7 +235,7 @@ class _Fast(_Node):
         self.convert = convert
 
     def build(self, raw: Any) -> Any:
-        if raw is self.raw:
+        if raw is self.raw or (type(raw) is type(self.raw) and raw == self.raw):
             return self.last
         self.raw = raw
         value = self.convert(raw)
