@@ -809,5 +809,24 @@ class ToolRunner(_RunnerBase[ResponseFormatT]):
     def __enter__(self) -> ToolRunner[ResponseFormatT]:
         return self
 
+    def __del__(self) -> None:
+        # Dropped mid-loop (a `break` without `with`): stop the loop without blocking the collector.
+        pump = getattr(self, "_pump", None)
+        if pump is None or pump.done():
+            return
+        try:
+            self._bridge.close()
+            runner = self._async
+
+            async def stop() -> None:
+                pump.cancel()
+                await runner.close()
+
+            loop = self._portal.loop
+            if not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(stop(), loop)
+        except Exception:  # finalizers must not raise
+            pass
+
     def __exit__(self, *exc_info: object) -> None:
         self.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
@@ -490,3 +491,17 @@ def test_sync_client_runs_the_loop(mock: ThreadedMock) -> None:
             client.chat.completions.run_tools(
                 model="mock", messages=USER, tools=[weather], tool_choice="required", max_turns=1
             ).until_done()
+
+
+def test_sync_runner_dropped_mid_loop_closes_the_request(mock: ThreadedMock) -> None:
+    with Client(base_url=mock.url, api_key="k") as client:
+        runner = client.chat.completions.run_tools(
+            model="mock?tool_turns=0&tokens=3000&delay=0.002", messages=USER, tools=[get_weather]
+        )
+        for event in runner:
+            if event.type == "content.delta":
+                break
+        del runner, event
+        gc.collect()
+        disconnect = mock.wait_for_disconnect(timeout=5)
+        assert disconnect.chunks < 3000
