@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from reactivex import Observable
 
 from ._bridge import to_async_iterator
+from ._flow import FLOW_GATE
 from ._parsing import to_strict_json_schema
 from ._sources import _Run, _task_observable
 from ._state import ChatCompletionStreamState
@@ -606,6 +607,9 @@ def run_tools(
 
     async def body(run: _Run) -> None:
         emit = run.observer.on_next
+        # A bounded consumer downstream (``async for``) closes this gate when its buffer is full:
+        # waiting here stops reading the turn's stream, whose own bridge then pauses the socket.
+        gate = FLOW_GATE.get()
         conversation = list(start)
         for turn in range(1, max_turns + 1):
             emit(TurnStartedEvent(turn=turn, messages=list(conversation)))
@@ -621,6 +625,8 @@ def run_tools(
                         emit(event)
                         if run.disposed:
                             return
+                    if gate is not None and gate.closed:
+                        await gate.wait_open()
             if not state.chunks_handled:
                 raise IncompleteStreamError(f"turn {turn}: the stream completed without any chunk")
             completion = state.get_final_completion()

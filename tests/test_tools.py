@@ -505,3 +505,16 @@ def test_sync_runner_dropped_mid_loop_closes_the_request(mock: ThreadedMock) -> 
         gc.collect()
         disconnect = mock.wait_for_disconnect(timeout=5)
         assert disconnect.chunks < 3000
+
+
+async def test_a_slow_consumer_slows_the_loop_instead_of_overflowing(aclient: AsyncClient) -> None:
+    """Back-pressure: ``async for`` over a long turn never fills the bounded bridge."""
+    runner = aclient.chat.completions.run_tools(
+        model="mock?tool_turns=0&tokens=8000", messages=USER, tools=[get_weather]
+    )
+    seen = 0
+    async for _ in runner:
+        seen += 1
+        if seen % 50 == 0:
+            await asyncio.sleep(0.001)  # slower than the loopback stream
+    assert seen > 16_000 and runner.final is not None
