@@ -23,6 +23,8 @@ from ._edgee import SendResponse as SendResponse
 from ._parsing import pydantic_function_tool as pydantic_function_tool
 from ._parsing import to_strict_json_schema as to_strict_json_schema
 from ._parsing import type_to_response_format_param as type_to_response_format_param
+from ._partial import Partial as Partial
+from ._partial import PartialObjectParser as PartialObjectParser
 from ._sources import chat_completion_stream as chat_completion_stream
 from ._sources import from_chunks as from_chunks
 from ._sources import from_sse_bytes as from_sse_bytes
@@ -35,6 +37,19 @@ from ._streams import AsyncStream as AsyncStream
 from ._streams import ChatCompletionStream as ChatCompletionStream
 from ._streams import ChatCompletionStreamManager as ChatCompletionStreamManager
 from ._streams import Stream as Stream
+from ._tools import AsyncToolRunner as AsyncToolRunner
+from ._tools import FinalEvent as FinalEvent
+from ._tools import FunctionTool as FunctionTool
+from ._tools import MaxTurnsExceededError as MaxTurnsExceededError
+from ._tools import ToolCallFinishedEvent as ToolCallFinishedEvent
+from ._tools import ToolCallStartedEvent as ToolCallStartedEvent
+from ._tools import ToolRunner as ToolRunner
+from ._tools import ToolRunnerEvent as ToolRunnerEvent
+from ._tools import TurnDoneEvent as TurnDoneEvent
+from ._tools import TurnStartedEvent as TurnStartedEvent
+from ._tools import function_tool as function_tool
+from ._tools import run_tools as run_tools
+from ._tools import tool_message as tool_message
 from ._transport import Timeout as Timeout
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
@@ -102,5 +117,20 @@ __all__ = [
     "to_strict_json_schema",
     "type_to_response_format_param",
     "types",
+    "AsyncToolRunner",
+    "FinalEvent",
+    "FunctionTool",
+    "MaxTurnsExceededError",
+    "ToolCallFinishedEvent",
+    "ToolCallStartedEvent",
+    "ToolRunner",
+    "ToolRunnerEvent",
+    "TurnDoneEvent",
+    "TurnStartedEvent",
+    "function_tool",
+    "run_tools",
+    "tool_message",
+    "Partial",
+    "PartialObjectParser",
     *_errors_all,
 ]

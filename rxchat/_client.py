@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, overload
 
 from pydantic import BaseModel
@@ -38,6 +38,14 @@ from ._streams import (
     ChatCompletionStream,
     ChatCompletionStreamManager,
     Stream,
+)
+from ._tools import (
+    DEFAULT_MAX_TURNS,
+    AsyncToolRunner,
+    ToolRunner,
+    as_function_tools,
+    request_message,
+    run_tools,
 )
 from ._transport import DEFAULT_TIMEOUT, HTTPTransport, Timeout
 from .errors import APIResponseValidationError
@@ -464,6 +472,86 @@ class AsyncCompletions:
         """
         body, headers, t = _build_body(_named(locals()), params, stream=True)
         return self._requester.observable(body, headers, t)
+
+    def run_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        tools: Sequence[Any],
+        max_turns: int = DEFAULT_MAX_TURNS,
+        frequency_penalty: float | None = None,
+        logit_bias: Mapping[str, int] | None = None,
+        logprobs: bool | None = None,
+        max_completion_tokens: int | None = None,
+        max_tokens: int | None = None,
+        parallel_tool_calls: bool | None = None,
+        presence_penalty: float | None = None,
+        reasoning_effort: str | None = None,
+        response_format: type[ResponseFormatT] | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        stream_options: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        top_logprobs: int | None = None,
+        top_p: float | None = None,
+        user: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: TimeoutArg = NOT_GIVEN,
+        **params: Any,
+    ) -> AsyncToolRunner[ResponseFormatT]:
+        """Run a tool loop: stream a turn, run the tools it calls, send the results, repeat.
+
+        The openai SDK's tool runner on this client: each turn is one streamed request (with
+        this client's configuration) of the conversation so far and the tools' definitions;
+        the tool calls of a turn run concurrently; their results (or their errors, as text)
+        go back as ``tool`` messages; the loop ends when the model answers without calling a
+        tool. See :func:`rxchat.run_tools` for the events.
+
+        Args:
+            model: the model name.
+            messages: the conversation to start from.
+            tools: python functions (sync or async), pydantic model classes with ``__call__``,
+                or :func:`rxchat.function_tool` tools.
+            max_turns: the most requests made (:class:`~rxchat.MaxTurnsExceededError` beyond).
+            response_format: a pydantic model: the final answer is parsed into it.
+            timeout: per-request timeout (see :meth:`create`).
+            **params: more body fields of every request.
+
+        Returns:
+            An :class:`~rxchat.AsyncToolRunner`: ``async for event in runner``, or
+            ``await runner.until_done()`` for the final completion. The first request is sent
+            when iteration starts.
+
+        Raises:
+            TypeError: bad tools or arguments (at once).
+
+        Example:
+            >>> runner = client.chat.completions.run_tools(  # doctest: +SKIP
+            ...     model="gpt-4o", messages=msgs, tools=[get_weather])
+            >>> completion = await runner.until_done()  # doctest: +SKIP
+        """
+        named = _named(locals())
+        function_tools = as_function_tools(named.pop("tools"))
+        max_turns = named.pop("max_turns")
+        start = named.pop("messages")
+        observe = self.observe
+
+        def request(
+            *, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        ) -> Observable[ChatCompletionChunk]:
+            return observe(**named, messages=messages, tools=tools, **params)
+
+        source = run_tools(
+            request,
+            messages=start,
+            tools=function_tools,
+            max_turns=max_turns,
+            response_format=response_format,
+        )
+        return AsyncToolRunner(source, [request_message(m) for m in _messages(start)])
 
 
 def _parse_completion(
@@ -971,6 +1059,50 @@ class Completions:
             return inner.subscribe(observer, scheduler=scheduler)
 
         return Observable(subscribe)
+
+    def run_tools(
+        self,
+        *,
+        model: str,
+        messages: Iterable[Message],
+        tools: Sequence[Any],
+        max_turns: int = DEFAULT_MAX_TURNS,
+        frequency_penalty: float | None = None,
+        logit_bias: Mapping[str, int] | None = None,
+        logprobs: bool | None = None,
+        max_completion_tokens: int | None = None,
+        max_tokens: int | None = None,
+        parallel_tool_calls: bool | None = None,
+        presence_penalty: float | None = None,
+        reasoning_effort: str | None = None,
+        response_format: type[ResponseFormatT] | Mapping[str, Any] | None = None,
+        seed: int | None = None,
+        stop: str | list[str] | None = None,
+        stream_options: Mapping[str, Any] | None = None,
+        temperature: float | None = None,
+        tool_choice: str | Mapping[str, Any] | None = None,
+        top_logprobs: int | None = None,
+        top_p: float | None = None,
+        user: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: TimeoutArg = NOT_GIVEN,
+        **params: Any,
+    ) -> ToolRunner[ResponseFormatT]:
+        """Run a tool loop (see :meth:`AsyncCompletions.run_tools`): ``for event in runner``.
+
+        The loop runs on rxchat's background loop; async tools run there, sync tools in
+        worker threads.
+
+        Example:
+            >>> with client.chat.completions.run_tools(  # doctest: +SKIP
+            ...         model="gpt-4o", messages=msgs, tools=[get_weather]) as runner:
+            ...     completion = runner.until_done()
+        """
+        runner: AsyncToolRunner[ResponseFormatT] = self._async.run_tools(
+            **_named(locals()), **params
+        )
+        return ToolRunner(runner, self._portal)
 
 
 class Chat:

@@ -170,6 +170,9 @@ class PartialJSONParser:
             (jiter's ``partial_mode="trailing-strings"``).
         max_depth: reject documents nesting arrays/objects deeper than this
             (``None``: unlimited).
+        partial_numbers: show a number that is still being written as its longest valid
+            prefix (``"57."`` -> ``57``, ``"1e+"`` -> ``1``; ``"-"`` shows nothing) instead of
+            leaving it out (beyond jiter; used by typed partial objects).
 
     Example:
         >>> p = PartialJSONParser()
@@ -195,6 +198,7 @@ class PartialJSONParser:
         "_max_depth",
         "_nparts",
         "_nphase",
+        "_partial_numbers",
         "_partial_strings",
         "_root",
         "_snap",
@@ -207,10 +211,17 @@ class PartialJSONParser:
         "_version",
     )
 
-    def __init__(self, *, partial_strings: bool = False, max_depth: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        partial_strings: bool = False,
+        max_depth: int | None = None,
+        partial_numbers: bool = False,
+    ) -> None:
         if max_depth is not None and max_depth < 1:
             raise ValueError("max_depth must be None or >= 1")
         self._partial_strings = partial_strings
+        self._partial_numbers = partial_numbers
         self._max_depth = max_depth if max_depth is not None else sys.maxsize
         self._state = _VALUE
         self._stack: list[Any] = []  # open containers, outermost first
@@ -600,12 +611,20 @@ class PartialJSONParser:
                     m = _full_number(carry)
                     if m is not None and m.end() == len(carry):
                         cur = _number(carry, m)
+                    elif m is not None and self._partial_numbers:
+                        cur = _number(carry[: m.end()], m)  # its longest valid prefix
         elif state == _NUMBER:
             parts = self._nparts
             if _TERMINAL[self._nphase] and parts:
                 if len(parts) > 1:
                     parts[:] = ["".join(parts)]
                 cur = int(parts[0]) if self._nphase <= _N_INT else float(parts[0])
+            elif self._partial_numbers and parts:
+                if len(parts) > 1:
+                    parts[:] = ["".join(parts)]
+                m = _full_number(parts[0])
+                if m is not None:
+                    cur = _number(parts[0][: m.end()], m)
         elif state == _STRING:
             if self._partial_strings and not self._str_key:
                 parts = self._sparts

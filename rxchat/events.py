@@ -50,6 +50,7 @@ __all__ = [
     "LogprobsContentDoneEvent",
     "LogprobsRefusalDeltaEvent",
     "LogprobsRefusalDoneEvent",
+    "ParsedStreamEvent",
     "ReasoningDeltaEvent",
     "ReasoningDoneEvent",
     "RefusalDeltaEvent",
@@ -299,6 +300,25 @@ ChatCompletionStreamEvent: TypeAlias = Annotated[
     Field(discriminator="type"),
 ]
 """Any event of a chat-completion stream, discriminated by ``type``."""
+
+ParsedStreamEvent: TypeAlias = Union[  # noqa: UP007 - a generic alias over the event classes
+    ChunkEvent,
+    ContentDeltaEvent,
+    ContentDoneEvent[ContentT],
+    RefusalDeltaEvent,
+    RefusalDoneEvent,
+    ReasoningDeltaEvent,
+    ReasoningDoneEvent,
+    FunctionToolCallArgumentsDeltaEvent,
+    FunctionToolCallArgumentsDoneEvent,
+    LogprobsContentDeltaEvent,
+    LogprobsContentDoneEvent,
+    LogprobsRefusalDeltaEvent,
+    LogprobsRefusalDoneEvent,
+]
+"""For type checkers: the events of a stream whose content parses as ``ContentT``
+(``ops.parse_structured(City)`` gives ``Observable[ParsedStreamEvent[City]]``, and
+``ops.final_completion()`` then a ``ParsedChatCompletion[City]``)."""
 
 
 # -- fast construction (used by the stream state; no validation pass) -----------------------

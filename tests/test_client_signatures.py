@@ -17,6 +17,7 @@ PAIRS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
     ("chat.completions.stream", Completions.stream, AsyncCompletions.stream),
     ("chat.completions.parse", Completions.parse, AsyncCompletions.parse),
     ("chat.completions.observe", Completions.observe, AsyncCompletions.observe),
+    ("chat.completions.run_tools", Completions.run_tools, AsyncCompletions.run_tools),
     ("stream", Client.stream, AsyncClient.stream),
     ("send", Client.send, AsyncClient.send),
     ("__init__", Client.__init__, AsyncClient.__init__),

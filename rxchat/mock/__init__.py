@@ -10,7 +10,10 @@ from the request. The answer honours ``max_tokens`` / ``max_completion_tokens``
 ``top_logprobs``, ``stream_options.include_usage``, ``response_format`` (``json_schema``:
 content validates against the schema; ``json_object``), ``tools`` / ``tool_choice`` /
 ``parallel_tool_calls`` (arguments validate against the tool's ``parameters``), and
-``seed``. A last user message containing "anthrax" gets a refusal.
+``seed``. A last user message containing "anthrax" gets a refusal. The conversation is
+validated as the API does (``tool`` messages must answer the preceding assistant's
+``tool_calls``, each call must get its result, ...: a 400 otherwise); after tool results the
+answer is text quoting them, and the text depends on the whole conversation.
 
 Per-request options go in a query suffix on the model name (``model="mock?tokens=500&delay=0.01"``;
 the echoed model is the part before ``?``) or in ``X-Mock-<Key>`` headers (``X-Mock-Tokens: 500``,
@@ -25,6 +28,7 @@ delay=S                 seconds between chunks (overrides the server's ``token_d
 reasoning=N             stream N ``delta.reasoning_content`` tokens before the answer
 refusal=1               answer with a refusal (``delta.refusal`` chunks)
 parallel_tools=K        with tools and ``tool_choice`` auto/required: call the first K tools
+tool_turns=N            with ``tool_choice`` auto: N tool-calling rounds, then a text answer (1)
 text=...                stream exactly this text (split into word tokens)
 key=...                 counter key for ``fail_times`` (default: the full model string)
 drop_after=N            close the TCP connection after N chunks (no ``[DONE]``)

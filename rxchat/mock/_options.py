@@ -25,6 +25,7 @@ class MockOptions:
     reasoning: int = 0
     refusal: bool = False
     parallel_tools: int = 1
+    tool_turns: int = 1
     text: str | None = None
     key: str | None = None
     # faults
@@ -133,6 +134,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "reasoning": _int(0),
     "refusal": _bool,
     "parallel_tools": _int(1),
+    "tool_turns": _int(0),
     "text": _str,
     "key": _str,
     "drop_after": _int(0),

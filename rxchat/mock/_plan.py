@@ -15,6 +15,13 @@ from typing import Any
 
 import orjson
 
+from ._conversation import (
+    Conversation,
+    ConversationError,
+    answer_from_results,
+    message_text,
+    read_conversation,
+)
 from ._options import MockOptions
 from ._schema import SchemaError, generate_instance
 
@@ -148,18 +155,6 @@ def _alnum(digest: bytes, n: int) -> str:
     return "".join(out)
 
 
-def _message_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(
-            p.get("text", "")
-            for p in content
-            if isinstance(p, dict) and isinstance(p.get("text"), str)
-        )
-    return ""
-
-
 def _require(cond: bool, message: str, param: str) -> None:
     if not cond:
         raise RequestError(message, param=param)
@@ -177,31 +172,12 @@ def _int_param(body: dict[str, Any], name: str, lo: int, hi: int | None = None) 
     return int(value)
 
 
-def _validate_messages(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _read_conversation(body: dict[str, Any], model: str) -> Conversation:
     _require("messages" in body, "Missing required parameter: 'messages'.", "messages")
-    messages = body["messages"]
-    _require(
-        isinstance(messages, list) and len(messages) > 0,
-        "Invalid 'messages': expected a non-empty array of message objects.",
-        "messages",
-    )
-    for i, m in enumerate(messages):
-        _require(
-            isinstance(m, dict), f"Invalid 'messages[{i}]': expected an object.", f"messages[{i}]"
-        )
-        role = m.get("role")
-        _require(
-            role in ("system", "developer", "user", "assistant", "tool", "function"),
-            f"Invalid 'messages[{i}].role': expected one of system, developer, user, assistant, tool, got {role!r}.",
-            f"messages[{i}].role",
-        )
-        content = m.get("content")
-        _require(
-            content is None or isinstance(content, str | list),
-            f"Invalid 'messages[{i}].content': expected a string or an array of content parts.",
-            f"messages[{i}].content",
-        )
-    return list(messages)
+    try:
+        return read_conversation(body["messages"], model=model, seed=body.get("seed"))
+    except ConversationError as err:
+        raise RequestError(err.message, param=err.param, code=err.code) from None
 
 
 def _validate_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -237,8 +213,14 @@ def _validate_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _select_tools(
-    body: dict[str, Any], tools: list[dict[str, Any]], opts: MockOptions
+    body: dict[str, Any], tools: list[dict[str, Any]], opts: MockOptions, conv: Conversation
 ) -> list[dict[str, Any]]:
+    """The tools the answer calls (none: a text answer).
+
+    ``auto`` (or no ``tool_choice``): the first ``parallel_tools`` tools, rotated by one per
+    tool round since the last user message, for ``tool_turns`` rounds; after that the
+    answer is text. ``required`` and a named function always call, as the API forces them.
+    """
     choice = body.get("tool_choice")
     if not tools:
         _require(
@@ -250,8 +232,11 @@ def _select_tools(
     if choice == "none":
         return []
     if choice is None or choice in ("auto", "required"):
+        if choice != "required" and conv.tool_rounds >= opts.tool_turns:
+            return []
         k = opts.parallel_tools if body.get("parallel_tool_calls", True) is not False else 1
-        return tools[:k]
+        start = conv.tool_rounds % len(tools)
+        return [tools[(start + j) % len(tools)] for j in range(min(k, len(tools)))]
     if isinstance(choice, dict) and choice.get("type") == "function":
         fn = choice.get("function")
         name = fn.get("name") if isinstance(fn, dict) else None
@@ -338,7 +323,8 @@ def build_plan(body: Any, opts: MockOptions, *, model_name: str) -> Plan:
     Raises:
         RequestError: the body is not a valid request.
     """
-    messages = _validate_messages(body)
+    conv = _read_conversation(body, model_name)
+    messages = conv.messages
     stream = body.get("stream", False)
     _require(isinstance(stream, bool), "Invalid 'stream': expected a boolean.", "stream")
     n = _int_param(body, "n", 1, 128) or 1
@@ -378,18 +364,17 @@ def build_plan(body: Any, opts: MockOptions, *, model_name: str) -> Plan:
         "seed",
     )
     tools = _validate_tools(body)
-    called = _select_tools(body, tools, opts)
+    called = _select_tools(body, tools, opts, conv)
     fmt, schema = _response_format(body)
 
-    users = [m for m in messages if m.get("role") == "user"]
-    last_user = _message_text(users[-1].get("content")) if users else ""
-    base = _digest(last_user.encode(), str(seed).encode(), model_name.encode())
+    last_user = conv.last_user
+    base = conv.digest
     request_digest = _digest(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), repr(opts).encode())
     refusal = opts.refusal or _REFUSAL_TRIGGER.search(last_user) is not None
 
     prompt_tokens = 3
     for m in messages:
-        prompt_tokens += 4 + len(_message_text(m.get("content")).split())
+        prompt_tokens += 4 + len(message_text(m.get("content")).split())
     if tools:
         prompt_tokens += len(orjson.dumps(tools)) // 4
 
@@ -433,6 +418,8 @@ def build_plan(body: Any, opts: MockOptions, *, model_name: str) -> Plan:
                 pieces = _json_pieces(orjson.dumps(doc).decode())
             elif opts.text is not None:
                 pieces = _WORD_TOKENS.findall(opts.text)
+            elif conv.results:
+                pieces = _WORD_TOKENS.findall(answer_from_results(conv.results))
             else:
                 pieces = _text_tokens(rng, opts.tokens)
         if opts.big_event is not None and i == 0:

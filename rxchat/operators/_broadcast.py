@@ -6,7 +6,7 @@ import contextvars
 import logging
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable, SingleAssignmentDisposable
@@ -17,6 +17,8 @@ from ..events import ChunkEvent
 __all__ = ["broadcast"]
 
 _T = TypeVar("_T")
+# Generic over the Observable (not its items): mypy then chains it with generic operators.
+_ObservableT = TypeVar("_ObservableT", bound=Observable[Any])
 log = logging.getLogger("rxchat")
 
 
@@ -169,7 +171,7 @@ class _Shared(Generic[_T]):
             log.error("a broadcast subscriber's end handler raised", exc_info=err)
 
 
-def broadcast() -> Callable[[Observable[_T]], Observable[_T]]:
+def broadcast() -> Callable[[_ObservableT], _ObservableT]:
     """Share one upstream subscription — one HTTP request — between all subscribers.
 
     Hot and reference-counted: the first subscriber starts the upstream; later ones join the
@@ -213,4 +215,4 @@ def broadcast() -> Callable[[Observable[_T]], Observable[_T]]:
         shared: _Shared[_T] = _Shared(source)
         return Observable(shared.subscribe)
 
-    return operator
+    return cast(Callable[[_ObservableT], _ObservableT], operator)

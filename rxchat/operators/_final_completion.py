@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol, TypeVar
 
 from reactivex import Observable, abc
 
 from ..errors import IncompleteStreamError
-from ..types import ParsedChatCompletion
+from ..events import ParsedStreamEvent
+from ..types import ChatCompletionChunk, ParsedChatCompletion
 from ._accumulate import StateFollower, with_completion
 
-__all__ = ["final_completion"]
+__all__ = ["FinalCompletionOperator", "final_completion"]
+
+ContentT = TypeVar("ContentT")
 
 
-def final_completion() -> Callable[[Observable[Any]], Observable[ParsedChatCompletion[Any]]]:
+class FinalCompletionOperator(Protocol):
+    """The operator ``final_completion()`` returns, typed by what flows into it.
+
+    After ``ops.parse_structured(City)`` (``Observable[ParsedStreamEvent[City]]``) it gives
+    ``Observable[ParsedChatCompletion[City]]``; after plain events ``ParsedChatCompletion[Any]``;
+    on chunks, which carry no parsed content, ``ParsedChatCompletion[Never]``.
+    """
+
+    def __call__(
+        self,
+        source: Observable[ParsedStreamEvent[ContentT] | ChatCompletionChunk | Mapping[str, Any]],
+    ) -> Observable[ParsedChatCompletion[ContentT]]: ...
+
+
+def final_completion() -> FinalCompletionOperator:
     """Emit the final :class:`~rxchat.types.ParsedChatCompletion` once the stream completes.
 
     On events it asks the accumulating state (so ``parsed`` / ``parsed_arguments`` are those of
@@ -27,7 +44,8 @@ def final_completion() -> Callable[[Observable[Any]], Observable[ParsedChatCompl
         result:  ----------------------------(completion)|
 
     Returns:
-        An operator from events or chunks to one ``ParsedChatCompletion``.
+        An operator from events or chunks to one ``ParsedChatCompletion`` (typed
+        ``ParsedChatCompletion[Model]`` after ``ops.parse_structured(Model)``).
 
     Raises:
         (as ``on_error``) what :meth:`ChatCompletionStreamState.get_final_completion` raises

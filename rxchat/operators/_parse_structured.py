@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from reactivex import Observable
 
 from .._parsing import ContentFormat
-from ..events import ChatCompletionStreamEvent
+from ..events import ParsedStreamEvent
 from ._accumulate import KEEP, rederive
 
 __all__ = ["parse_structured"]
 
+ContentT = TypeVar("ContentT")
+
+
+@overload
+def parse_structured(
+    response_format: type[ContentT], *, partial_strings: bool | None = None
+) -> Callable[[Observable[Any]], Observable[ParsedStreamEvent[ContentT]]]: ...
+
+
+@overload
+def parse_structured(
+    response_format: Mapping[str, Any] | None = None, *, partial_strings: bool | None = None
+) -> Callable[[Observable[Any]], Observable[ParsedStreamEvent[Any]]]: ...
+
 
 def parse_structured(
     response_format: Any = None, *, partial_strings: bool | None = None
-) -> Callable[[Observable[Any]], Observable[ChatCompletionStreamEvent]]:
+) -> Callable[[Observable[Any]], Observable[ParsedStreamEvent[Any]]]:
     """Parse the content as JSON while it streams; validate it when it is complete.
 
     ``content.delta`` events get ``parsed`` = the partial value of the content so far (exactly
@@ -43,7 +57,9 @@ def parse_structured(
             (default off).
 
     Returns:
-        An operator from chunks or events to events.
+        An operator from chunks or events to events. For type checkers the events are
+        ``ParsedStreamEvent[Model]``, so that ``ops.final_completion()`` after it gives a
+        ``ParsedChatCompletion[Model]`` (``message.parsed: Model | None``).
 
     Raises:
         (as ``on_error``) :class:`~rxchat.errors.StructuredOutputError` with ``.raw`` (the content)
@@ -63,7 +79,7 @@ def parse_structured(
         response_format = dict
     ContentFormat.from_response_format(response_format)  # reject bad formats now
 
-    def _parse_structured(source: Observable[Any]) -> Observable[ChatCompletionStreamEvent]:
+    def _parse_structured(source: Observable[Any]) -> Observable[ParsedStreamEvent[Any]]:
         return rederive(
             source,
             "parse_structured",

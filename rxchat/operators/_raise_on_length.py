@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from reactivex import Observable, abc
 
@@ -16,9 +16,11 @@ from ._accumulate import state_of, with_completion
 __all__ = ["raise_on_length"]
 
 _T = TypeVar("_T")
+# Generic over the Observable (not its items): mypy then chains it with generic operators.
+_ObservableT = TypeVar("_ObservableT", bound=Observable[Any])
 
 
-def raise_on_length(*, content_filter: bool = False) -> Callable[[Observable[_T]], Observable[_T]]:
+def raise_on_length(*, content_filter: bool = False) -> Callable[[_ObservableT], _ObservableT]:
     """Fail the stream when a choice stops at the token limit (finish reason ``"length"``).
 
     Everything up to the end of the truncated choice passes through (its ``*.done`` events and a
@@ -122,7 +124,7 @@ def raise_on_length(*, content_filter: bool = False) -> Callable[[Observable[_T]
 
         return Observable(subscribe)
 
-    return _raise_on_length
+    return cast(Callable[[_ObservableT], _ObservableT], _raise_on_length)
 
 
 def _as_chunk(item: Any) -> ChatCompletionChunk:

@@ -7,7 +7,7 @@ import math
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
@@ -19,6 +19,8 @@ from ..errors import APITimeoutError, FirstChunkTimeoutError, IdleTimeoutError
 __all__ = ["first_chunk_timeout", "idle_timeout", "time_scheduler"]
 
 _T = TypeVar("_T")
+# Generic over the Observable (not its items): mypy then chains it with generic operators.
+_ObservableT = TypeVar("_ObservableT", bound=Observable[Any])
 
 
 def time_scheduler(
@@ -74,7 +76,7 @@ def idle_timeout(
     *,
     first: float | None = None,
     scheduler: abc.SchedulerBase | None = None,
-) -> Callable[[Observable[_T]], Observable[_T]]:
+) -> Callable[[_ObservableT], _ObservableT]:
     """Fail when no item arrives for ``seconds`` (the model stopped producing output).
 
     The timer starts at subscription and restarts at every item. SSE keep-alive comments never
@@ -131,7 +133,7 @@ def idle_timeout(
 
 def first_chunk_timeout(
     seconds: float, *, scheduler: abc.SchedulerBase | None = None
-) -> Callable[[Observable[_T]], Observable[_T]]:
+) -> Callable[[_ObservableT], _ObservableT]:
     """Fail when the first item does not arrive within ``seconds`` of subscribing.
 
     Use it for the model's time to first token alone; for a first-token limit together with a
@@ -174,7 +176,7 @@ def _timeout_operator(
     make_error: Callable[[int], APITimeoutError],
     *,
     idle: bool,
-) -> Callable[[Observable[_T]], Observable[_T]]:
+) -> Callable[[_ObservableT], _ObservableT]:
     def operator(source: Observable[_T]) -> Observable[_T]:
         def subscribe(
             observer: abc.ObserverBase[_T], subscribe_scheduler: abc.SchedulerBase | None = None
@@ -247,4 +249,4 @@ def _timeout_operator(
 
         return Observable(subscribe)
 
-    return operator
+    return cast(Callable[[_ObservableT], _ObservableT], operator)

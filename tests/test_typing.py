@@ -1,0 +1,54 @@
+"""Static types: ``mypy --strict`` on a typed example, its ``reveal_type`` lines asserted."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "tests" / "typing" / "reactive_typed.py"
+_EXPECTED = re.compile(r"reveal_type\(.*\)\s*# R: (.+)$")
+_QUALIFIED = re.compile(r"\b(?:[A-Za-z_][A-Za-z0-9_]*\.)+([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _short(type_text: str) -> str:
+    """``reactivex.observable.observable.Observable[rxchat.types.X]`` -> ``Observable[X]``."""
+    return _QUALIFIED.sub(r"\1", type_text)
+
+
+@pytest.mark.timeout(600)  # a cold mypy cache takes a minute or more
+def test_reactive_path_is_typed_like_the_client_path() -> None:
+    pytest.importorskip("mypy")
+    expected = {}
+    for number, line in enumerate(EXAMPLE.read_text().splitlines(), start=1):
+        m = _EXPECTED.search(line)
+        if m:
+            expected[number] = m.group(1).strip()
+    assert len(expected) >= 15
+    env = {**os.environ, "MYPYPATH": str(ROOT)}
+    result = subprocess.run(
+        [
+            # mypy's own cache under the repository (.mypy_cache, shared with `mypy rxchat`)
+            sys.executable, "-m", "mypy", "--strict", "--hide-error-context",
+            "--no-error-summary", str(EXAMPLE),
+        ],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=590,
+    )  # fmt: skip
+    revealed: dict[int, str] = {}
+    errors = []
+    for line in result.stdout.splitlines():
+        m = re.match(r".*reactive_typed\.py:(\d+): (\w+): (.*)$", line)
+        if not m:
+            continue
+        number, kind, text = int(m.group(1)), m.group(2), m.group(3)
+        if kind == "note" and text.startswith("Revealed type is "):
+            revealed[number] = _short(text[len("Revealed type is ") :].strip('"'))
+        elif kind == "error":
+            errors.append(line)
+    assert not errors, "\n".join(errors)
+    assert revealed == expected, result.stdout
