@@ -113,10 +113,10 @@ async def test_upstream_error_is_reraised_as_the_same_class_with_completion(
 async def test_status_error_keeps_status_code(
     stream_log: rxchat.StreamLog, mock_server: MockServer
 ) -> None:
-    handle = await stream_log.publish(observe(mock_server, "mock?status=429"))
-    with pytest.raises(rxchat.RateLimitError) as caught:
+    handle = await stream_log.publish(observe(mock_server, "mock?status=400"))
+    with pytest.raises(rxchat.BadRequestError) as caught:
         await stream_log.read(handle.stream_id).pipe(rops.to_list())
-    assert caught.value.status_code == 429
+    assert caught.value.status_code == 400
     assert caught.value.completion is None
 
 
