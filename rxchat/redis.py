@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from typing_extensions import Unpack
 
-from ._log._backend import Backend
+from ._log._backend import AppendResult, Backend
 from ._log._codec import Fields
 from ._log._core import LogOptions, StreamLog
 
@@ -120,19 +120,21 @@ class _RedisBackend(Backend):
             await self.client.set(self._conversation(conversation_id), stream_id, px=_ms(lease))
         return bool(created)
 
-    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> bool:
+    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> AppendResult:
         key = self._key(stream_id, "log")
         pipe = self.client.pipeline(transaction=False)
         pipe.xadd(key, fields, id=f"{entry_id}-0")  # type: ignore[arg-type]
         pipe.exists(self._key(stream_id, "meta"))
-        added, _meta = await pipe.execute(raise_on_error=False)
+        added, meta = await pipe.execute(raise_on_error=False)
         if isinstance(added, ResponseError):
             if "equal or smaller" in str(added):
-                return False  # a retried write that had gone through
+                return "duplicate"  # a retried write that had gone through
             raise added
         if isinstance(added, BaseException):
             raise added
-        return True
+        if isinstance(meta, BaseException):
+            raise meta
+        return "added" if meta else "lost"
 
     async def finish(
         self,

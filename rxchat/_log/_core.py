@@ -309,6 +309,7 @@ class StreamLog:
                     stream_id=stream_id,
                 )
         gate = FLOW_GATE.get()
+        loop = asyncio.get_running_loop()
         while True:
             entries = await self._retry(
                 stream_id,
@@ -318,6 +319,8 @@ class StreamLog:
             if not entries:
                 if await self._retry(stream_id, lambda: backend.lease_alive(stream_id)):
                     continue
+                if loop.time() - cursor.reconnected < lease:
+                    continue  # the producer may be reconnecting too: give it a lease's time
                 # The lease is gone: the terminal entry may have been written meanwhile.
                 entries = await self._retry(
                     stream_id, lambda: backend.read(stream_id, cursor.entry, _READ_COUNT, None)
@@ -355,6 +358,7 @@ class StreamLog:
 
     async def _check_kept(self, stream_id: str, cursor: _Cursor) -> None:
         """After a reconnect: the log must still hold what this reader saw."""
+        cursor.reconnected = asyncio.get_running_loop().time()
         meta = await self._backend.meta(stream_id)
         top = await self._backend.last_entry(stream_id)
         if meta is None or (cursor.entry and (top is None or top < cursor.entry)):
@@ -555,11 +559,12 @@ _LogT = TypeVar("_LogT", bound=StreamLog)
 
 
 class _Cursor:
-    __slots__ = ("entry", "position")
+    __slots__ = ("entry", "position", "reconnected")
 
     def __init__(self, after: int) -> None:
         self.position = after  # last chunk delivered
         self.entry = after  # read entries with ids past this one
+        self.reconnected = float("-inf")  # loop time of the last reconnect
 
 
 def _dumps_meta(meta: dict[str, str]) -> str:
@@ -711,7 +716,6 @@ class _Producer:
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.finished: asyncio.Future[None] = self.loop.create_future()
-        self.lost_data = False
         options = log.options
         self.batch_size = options["batch_size"]
         self.interval = options["flush_interval"]
@@ -891,12 +895,15 @@ class _Producer:
         last = self.written + len(batch)
         fields = encode_chunks(first, batch)
         backend = self.log._backend
-        await self.log._retry(
+        result = await self.log._retry(
             self.stream_id,
             lambda: backend.append(self.stream_id, last, fields),
-            on_reconnect=self._check_kept,
+            on_reconnect=self._renew,
         )
         self.written = last
+        if result == "lost":
+            await self._lost()
+            return
         self.bytes += len(fields[b"d"])
         if self.bytes > self.log.options["max_bytes"]:
             self._stop(
@@ -908,23 +915,42 @@ class _Producer:
             )
             self.pending.clear()
 
-    async def _check_kept(self) -> None:
-        """After a reconnect: if the server lost the stream (a restart without its data),
-        recreate its meta so the stream stays findable; readers see the gap in the log."""
-        backend = self.log._backend
-        meta = await backend.meta(self.stream_id)
-        if meta is None:
-            self.lost_data = True
-            options = self.log.options
-            log.warning("stream %r: the log lost its data; continuing", self.stream_id)
-            await backend.create(
+    async def _renew(self) -> None:
+        """After a reconnect: renew the lease at once (readers give a reconnect a lease's grace)."""
+        options = self.log.options
+        await self.log._backend.heartbeat(
+            [self.stream_id],
+            {} if self.conversation_id is None else {self.stream_id: self.conversation_id},
+            lease=options["lease"],
+            ttl=options["lease"] + options["ttl"],
+        )
+
+    async def _lost(self) -> None:
+        """The server lost the stream's earlier entries (a restart without its data): the
+        stream can no longer be read whole. Recreate its meta, so that readers find it and get
+        the typed error, and end it with StreamDataLostError."""
+        options = self.log.options
+        log.warning("stream %r: the log's server lost its data; ending it", self.stream_id)
+        await self.log._retry(
+            self.stream_id,
+            lambda: self.log._backend.create(
                 self.stream_id,
                 {**self.meta, "data_lost": "1"},
                 conversation_id=self.conversation_id,
                 lease=options["lease"],
                 ttl=options["lease"] + options["ttl"],
                 replace=True,
-            )
+            ),
+        )
+        self.pending.clear()
+        self._stop(
+            "error",
+            StreamDataLostError(
+                f"the log's server lost the entries of stream {self.stream_id!r} "
+                f"(a restart without persistence?) after {self.written} chunks",
+                stream_id=self.stream_id,
+            ),
+        )
 
     async def _write_end(self, status: Terminal, error: BaseException | None) -> None:
         total = self.written
@@ -944,5 +970,5 @@ class _Producer:
                 conversation_id=self.conversation_id,
                 ttl=self.log.options["ttl"],
             ),
-            on_reconnect=self._check_kept,
+            on_reconnect=self._renew,
         )
