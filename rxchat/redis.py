@@ -243,13 +243,14 @@ class _RedisBackend(Backend):
         """One pattern subscription per log object for the cancels of all its producers."""
         pattern = f"{self.prefix}:*:cancel"
         delay = 0.05
+        warned = False
         while True:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.psubscribe(pattern)
                 assert self._subscribed is not None
                 self._subscribed.set()
-                delay = 0.05
+                delay, warned = 0.05, False
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None or message.get("type") != "pmessage":
@@ -261,7 +262,9 @@ class _RedisBackend(Backend):
                         callback(stream_id)
             except self.connection_errors as err:
                 # Cancels sent meanwhile are picked up by the heartbeat (the meta's flag).
-                log.warning("stream log cancel listener lost Redis, reconnecting: %s", err)
+                if not warned:
+                    log.warning("stream log cancel listener lost Redis, reconnecting: %s", err)
+                    warned = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             finally:

@@ -54,6 +54,8 @@ _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 _READ_COUNT = 64  # entries per read (each up to batch_size chunks)
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
+# What one network read can add after the gate closed (as in the async bridge).
+_READ_ALLOWANCE = 4096
 
 
 class LogOptions(TypedDict, total=False):
@@ -71,8 +73,9 @@ class LogOptions(TypedDict, total=False):
             ``StreamLimitError`` (default 100_000).
         max_bytes: logged JSON bytes per stream at most, likewise (default 64 MiB).
         max_buffered: chunks the producer holds while the log is unreachable before it pauses
-            its source (rxchat's network sources stop reading the socket; default 10_000); past
-            ``2 * max_buffered`` it gives up with ``StreamLogUnavailableError``.
+            its source (rxchat's network sources stop reading the socket; default 10_000); a
+            source that cannot pause makes it give up with ``StreamLogUnavailableError`` past
+            ``max_buffered + 4096`` (what one network read may still bring).
         give_up_after: seconds the log may stay unreachable before a producer gives up (and a
             reader stops reconnecting) with ``StreamLogUnavailableError`` (default 30.0).
     """
@@ -227,8 +230,11 @@ class StreamLog:
 
     async def _beat(self) -> None:
         """Renew every running producer's lease, a third of a lease apart, in one round trip;
-        pick up cancel requests whose notification was missed."""
+        pick up cancel requests whose notification was missed. Heartbeats failing for
+        ``give_up_after`` make the producers give up (their source disposed)."""
         options = self.options
+        loop = asyncio.get_running_loop()
+        last_ok = loop.time()
         while self._producers:
             await asyncio.sleep(options["lease"] / 3)
             producers = {sid: p for sid, p in self._producers.items() if not p.ended_writing}
@@ -247,9 +253,19 @@ class StreamLog:
                     ttl=options["lease"] + options["ttl"],
                 )
             except self._backend.connection_errors as err:
-                # The writers retry and give up on their own; the next beat tries again.
-                log.warning("stream log heartbeat failed, retrying: %s", err)
+                if loop.time() - last_ok < options["give_up_after"]:
+                    log.debug("stream log heartbeat failed, retrying: %s", err)
+                    continue
+                for sid, producer in producers.items():
+                    producer._give_up(
+                        StreamLogUnavailableError(
+                            f"the stream log was unreachable for {options['give_up_after']:g} s "
+                            f"(stream {sid!r}): {err}",
+                            stream_id=sid,
+                        )
+                    )
                 continue
+            last_ok = loop.time()
             for sid in cancelled:
                 self._cancel_requested(sid)
 
@@ -769,7 +785,7 @@ class _Producer:
             self._wake()
         if size >= self.max_buffered:
             self.gate.close()
-            if size >= 2 * self.max_buffered:
+            if size >= self.max_buffered + _READ_ALLOWANCE:
                 self._give_up(
                     StreamLogUnavailableError(
                         f"stream {self.stream_id!r}: {size} chunks waited for the log to come back; "
