@@ -92,27 +92,15 @@ class Redis:
                 time.sleep(0.05)
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
-    def command(self, *args: str) -> bytes:
-        payload = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            s.sendall(payload.encode())
-            data = b""
-            while True:
-                part = s.recv(1 << 20)
-                data += part
-                if (
-                    not part
-                    or (data.endswith(b"\r\n")
-                    and (data[:1] != b"$" or data.count(b"\r\n") >= 2))
-                ):
-                    return data
-
     def used_memory(self) -> int:
-        self.command("MEMORY", "PURGE")
-        for line in self.command("INFO", "memory").decode().splitlines():
-            if line.startswith("used_memory:"):
-                return int(line.split(":")[1])
-        raise RuntimeError("no used_memory")
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+        try:
+            client.memory_purge()
+            return int(client.info("memory")["used_memory"])
+        finally:
+            client.close()
 
     def stop(self) -> None:
         self.proc.kill()
@@ -275,14 +263,14 @@ async def section_cpu(redis: Redis, mock_url: str, tokens: int, repeat: int) -> 
         ("source published to MemoryStreamLog", lambda: published(memory)),
         ("source published to RedisStreamLog", lambda: published(redis_log)),
     ]
-    results: dict[str, float] = {}
-    for name, run in contenders:
-        costs = []
-        for _ in range(repeat):
+    # Round-robin, so that the load of a shared machine drifts over every contender alike.
+    costs: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    for _ in range(repeat):
+        for name, run in contenders:
             cpu = time.process_time()
             count = await run()
-            costs.append((time.process_time() - cpu) / count * 1e6)
-        results[name] = statistics.median(costs)
+            costs[name].append((time.process_time() - cpu) / count * 1e6)
+    results = {name: statistics.median(values) for name, values in costs.items()}
     await memory.aclose()
     await redis_log.aclose()
     base = results[contenders[0][0]]

@@ -67,7 +67,7 @@ class LogOptions(TypedDict, total=False):
     Attributes:
         flush_interval: seconds a chunk may wait to be coalesced with the following ones into
             one log entry (default 0.01).
-        batch_size: chunks per entry at most; a full batch is written at once (default 128).
+        batch_size: chunks per entry at most; a full batch is written at once (default 256).
         lease: seconds without a heartbeat after which readers report the producer lost
             (default 5.0; heartbeats every lease / 3).
         ttl: seconds a stream stays readable after its terminal entry (default 600); a stream
@@ -95,7 +95,7 @@ class LogOptions(TypedDict, total=False):
 
 _DEFAULTS: LogOptions = {
     "flush_interval": 0.01,
-    "batch_size": 128,
+    "batch_size": 256,
     "lease": 5.0,
     "ttl": 600.0,
     "max_chunks": 100_000,
