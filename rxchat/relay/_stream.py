@@ -142,7 +142,10 @@ class SSEStream(AsyncIterator[bytes]):
         self._skip = skip
         """Events the client already has (a resume): encoded again, counted, not sent."""
         self._next_id = 1
-        self._pending: list[bytes] = [b"retry: %d\n\n" % retry] if retry is not None else []
+        self._pending: list[bytes] = []
+        # retry: goes with the first event (a lone retry: frame is dispatched as an empty
+        # event by some parsers, httpx-sse among them).
+        self._retry = b"retry: %d\n" % retry if retry is not None else b""
         self._size = 0
         self._gate = FlowGate()
         self._subscription: abc.DisposableBase | None = None
@@ -171,6 +174,9 @@ class SSEStream(AsyncIterator[bytes]):
             n += 1
         self._next_id = n
         if parts:
+            if self._retry:
+                parts[0] = self._retry + parts[0]
+                self._retry = b""
             chunk = b"".join(parts)
             self._pending.append(chunk)
             self._size += len(chunk)
