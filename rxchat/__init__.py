@@ -20,6 +20,22 @@ from ._client import NotGiven as NotGiven
 from ._decode import ChunkDecoder as ChunkDecoder
 from ._edgee import InputObject as InputObject
 from ._edgee import SendResponse as SendResponse
+from ._log import LoggedChunk as LoggedChunk
+from ._log import LogOptions as LogOptions
+from ._log import MemoryStreamLog as MemoryStreamLog
+from ._log import ProducerLostError as ProducerLostError
+from ._log import RemoteStreamError as RemoteStreamError
+from ._log import StreamCancelledError as StreamCancelledError
+from ._log import StreamDataLostError as StreamDataLostError
+from ._log import StreamExistsError as StreamExistsError
+from ._log import StreamHandle as StreamHandle
+from ._log import StreamInfo as StreamInfo
+from ._log import StreamLimitError as StreamLimitError
+from ._log import StreamLog as StreamLog
+from ._log import StreamLogError as StreamLogError
+from ._log import StreamLogUnavailableError as StreamLogUnavailableError
+from ._log import StreamNotFoundError as StreamNotFoundError
+from ._log import StreamReader as StreamReader
 from ._parsing import pydantic_function_tool as pydantic_function_tool
 from ._parsing import to_strict_json_schema as to_strict_json_schema
 from ._parsing import type_to_response_format_param as type_to_response_format_param
@@ -52,10 +68,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str) -> Any:
     # rxchat.mock pulls in aiohttp.web; import it only when someone reaches for it.
-    if name == "mock":
+    if name in ("mock", "redis"):  # rxchat.redis needs the rxchat[redis] extra
         import importlib
 
-        return importlib.import_module(".mock", __name__)
+        return importlib.import_module("." + name, __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -91,6 +107,22 @@ __all__ = [
     "from_sse_bytes",
     "mock",
     "operators",
+    "LogOptions",
+    "LoggedChunk",
+    "MemoryStreamLog",
+    "ProducerLostError",
+    "RemoteStreamError",
+    "StreamCancelledError",
+    "StreamDataLostError",
+    "StreamExistsError",
+    "StreamHandle",
+    "StreamInfo",
+    "StreamLimitError",
+    "StreamLog",
+    "StreamLogError",
+    "StreamLogUnavailableError",
+    "StreamNotFoundError",
+    "StreamReader",
     "pydantic_function_tool",
     "to_async_iterator",
     "to_strict_json_schema",

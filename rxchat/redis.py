@@ -1,0 +1,326 @@
+"""The stream log on Redis Streams (or Valkey): any number of processes, one stream.
+
+Needs the ``redis`` extra: ``pip install 'rxchat[redis]'`` (redis-py's asyncio client).
+
+Keys of a stream share the Cluster hash tag ``{<stream id>}`` (default prefix ``rxchat``)::
+
+    rxchat:{ID}:log      Redis stream: chunk entries (id "N-0", N = position of the last chunk)
+                         and one terminal entry (id "total+1-0")
+    rxchat:{ID}:meta     hash: status, created, ended, chunks, metadata, conversation, cancel
+    rxchat:{ID}:lease    the producer's lease (PX lease; renewed every lease / 3)
+    rxchat:{ID}:cancel   pub/sub channel: a cancel request for the producer
+    rxchat:conv:{CID}    the running stream of conversation CID (PX lease)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, cast
+
+from typing_extensions import Unpack
+
+from ._log._backend import Backend
+from ._log._codec import Fields
+from ._log._core import LogOptions, StreamLog
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import ResponseError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as err:  # pragma: no cover - exercised without the extra
+    raise ImportError("rxchat.redis needs redis-py: pip install 'rxchat[redis]'") from err
+
+__all__ = ["DEFAULT_URL", "RedisStreamLog"]
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+log = logging.getLogger("rxchat")
+
+# Create a stream if it does not exist: meta hash and lease, atomically (both in one slot).
+_CREATE = """
+if ARGV[1] == '0' and redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 1
+"""
+# Drop a conversation's pointer only if it still points at this stream.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+# Record a cancel request on a stream that exists, then notify its producer.
+_CANCEL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+"""
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _entry_id(raw: bytes | str) -> int:
+    text = raw.decode() if isinstance(raw, bytes) else raw
+    ms, _, _ = text.partition("-")
+    return int(ms)
+
+
+class _RedisBackend(Backend):
+    connection_errors = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+    def __init__(self, client: aioredis.Redis, prefix: str, owned: bool) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.owned = owned
+        self._create = client.register_script(_CREATE)
+        self._release = client.register_script(_RELEASE)
+        self._cancel = client.register_script(_CANCEL)
+        self._watchers: dict[str, Callable[[str], None]] = {}
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed: asyncio.Event | None = None
+
+    # -- keys -------------------------------------------------------------------------------------
+
+    def _key(self, stream_id: str, part: str) -> str:
+        return f"{self.prefix}:{{{stream_id}}}:{part}"
+
+    def _conversation(self, conversation_id: str) -> str:
+        return f"{self.prefix}:conv:{{{conversation_id}}}"
+
+    # -- primitives -------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        stream_id: str,
+        meta: dict[str, str],
+        *,
+        conversation_id: str | None,
+        lease: float,
+        ttl: float,
+        replace: bool = False,
+    ) -> bool:
+        flat: list[str] = []
+        for key, value in meta.items():
+            flat += [key, value]
+        created = await self._create(
+            keys=[self._key(stream_id, "meta"), self._key(stream_id, "lease")],
+            args=["1" if replace else "0", _ms(lease), _ms(ttl), *flat],
+        )
+        if created and conversation_id is not None:
+            await self.client.set(self._conversation(conversation_id), stream_id, px=_ms(lease))
+        return bool(created)
+
+    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> bool:
+        key = self._key(stream_id, "log")
+        pipe = self.client.pipeline(transaction=False)
+        pipe.xadd(key, fields, id=f"{entry_id}-0")  # type: ignore[arg-type]
+        pipe.exists(self._key(stream_id, "meta"))
+        added, _meta = await pipe.execute(raise_on_error=False)
+        if isinstance(added, ResponseError):
+            if "equal or smaller" in str(added):
+                return False  # a retried write that had gone through
+            raise added
+        if isinstance(added, BaseException):
+            raise added
+        return True
+
+    async def finish(
+        self,
+        stream_id: str,
+        entry_id: int,
+        fields: Fields,
+        meta: dict[str, str],
+        *,
+        conversation_id: str | None,
+        ttl: float,
+    ) -> None:
+        log_key = self._key(stream_id, "log")
+        meta_key = self._key(stream_id, "meta")
+        pipe = self.client.pipeline(transaction=True)
+        pipe.xadd(log_key, fields, id=f"{entry_id}-0")  # type: ignore[arg-type]
+        pipe.hset(meta_key, mapping=meta)  # type: ignore[arg-type]
+        pipe.delete(self._key(stream_id, "lease"))
+        pipe.pexpire(log_key, _ms(ttl))
+        pipe.pexpire(meta_key, _ms(ttl))
+        results = await pipe.execute(raise_on_error=False)
+        added = results[0]
+        if isinstance(added, ResponseError) and "equal or smaller" not in str(added):
+            raise added
+        for result in results[1:]:
+            if isinstance(result, BaseException):
+                raise result
+        if conversation_id is not None:
+            await self._release(keys=[self._conversation(conversation_id)], args=[stream_id])
+
+    async def read(
+        self, stream_id: str, after: int, count: int, block: float | None
+    ) -> list[tuple[int, dict[bytes, bytes]]]:
+        key = self._key(stream_id, "log")
+        reply: Any = await self.client.xread(
+            {key: f"{after}-0"},
+            count=count,
+            block=None if block is None else _ms(block),
+        )
+        if not reply:
+            return []
+        # RESP2: [[key, [(id, fields), ...]]]; RESP3: {key: [[(id, fields), ...]]}
+        if isinstance(reply, dict):
+            items = next(iter(reply.values()))
+            items = items[0] if items and isinstance(items[0], list) else items
+        else:
+            items = reply[0][1]
+        return [(_entry_id(entry_id), fields) for entry_id, fields in items]
+
+    async def last_entry(self, stream_id: str) -> int | None:
+        found: Any = await self.client.xrevrange(self._key(stream_id, "log"), count=1)
+        return _entry_id(found[0][0]) if found else None
+
+    async def meta(self, stream_id: str) -> dict[str, str] | None:
+        raw = cast("dict[bytes, bytes]", await self.client.hgetall(self._key(stream_id, "meta")))
+        if not raw:
+            return None
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def lease_alive(self, stream_id: str) -> bool:
+        return bool(await self.client.exists(self._key(stream_id, "lease")))
+
+    async def heartbeat(
+        self,
+        stream_ids: list[str],
+        conversations: dict[str, str],
+        *,
+        lease: float,
+        ttl: float,
+    ) -> set[str]:
+        pipe = self.client.pipeline(transaction=False)
+        lease_ms, ttl_ms = _ms(lease), _ms(ttl)
+        for stream_id in stream_ids:
+            pipe.set(self._key(stream_id, "lease"), "1", px=lease_ms)
+            pipe.pexpire(self._key(stream_id, "meta"), ttl_ms)
+            pipe.pexpire(self._key(stream_id, "log"), ttl_ms)
+            pipe.hget(self._key(stream_id, "meta"), "cancel")
+        for stream_id, conversation_id in conversations.items():
+            pipe.set(self._conversation(conversation_id), stream_id, px=lease_ms)
+        results = await pipe.execute()
+        return {
+            stream_id for i, stream_id in enumerate(stream_ids) if results[4 * i + 3] is not None
+        }
+
+    async def request_cancel(self, stream_id: str) -> None:
+        await self._cancel(
+            keys=[self._key(stream_id, "meta")],
+            args=[self._key(stream_id, "cancel"), stream_id],
+        )
+
+    async def watch_cancels(self, stream_id: str, callback: Callable[[str], None]) -> None:
+        self._watchers[stream_id] = callback
+        if self._listener is None or self._listener.done():
+            self._subscribed = asyncio.Event()
+            self._listener = asyncio.get_running_loop().create_task(self._listen())
+        assert self._subscribed is not None
+        # Until the pattern subscription is in place a cancel is still seen, by the heartbeat.
+        await asyncio.wait(
+            {asyncio.ensure_future(self._subscribed.wait()), self._listener},
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+
+    async def unwatch_cancels(self, stream_id: str) -> None:
+        self._watchers.pop(stream_id, None)
+
+    async def _listen(self) -> None:
+        """One pattern subscription per log object for the cancels of all its producers."""
+        pattern = f"{self.prefix}:*:cancel"
+        delay = 0.05
+        while True:
+            pubsub = self.client.pubsub()
+            try:
+                await pubsub.psubscribe(pattern)
+                assert self._subscribed is not None
+                self._subscribed.set()
+                delay = 0.05
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is None or message.get("type") != "pmessage":
+                        continue
+                    data = message["data"]
+                    stream_id = data.decode() if isinstance(data, bytes) else str(data)
+                    callback = self._watchers.get(stream_id)
+                    if callback is not None:
+                        callback(stream_id)
+            except self.connection_errors as err:
+                # Cancels sent meanwhile are picked up by the heartbeat (the meta's flag).
+                log.warning("stream log cancel listener lost Redis, reconnecting: %s", err)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            finally:
+                try:
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                except Exception as err:  # the connection is gone already
+                    log.debug("closing the cancel listener failed: %s", err)
+
+    async def find_active(self, conversation_id: str) -> str | None:
+        found = cast("bytes | None", await self.client.get(self._conversation(conversation_id)))
+        return None if found is None else found.decode()
+
+    async def aclose(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listener
+        if self.owned:
+            await self.client.aclose()
+
+
+class RedisStreamLog(StreamLog):
+    """A stream log on Redis Streams: publish in one process, read, resume and cancel in any.
+
+    Args:
+        url: a ``redis://`` / ``rediss://`` / ``unix://`` URL, or a ``redis.asyncio.Redis``
+            client (``decode_responses`` must be off; it is not closed by ``aclose``). Default:
+            ``$REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
+        prefix: the first part of every key (default ``rxchat``).
+        **options: see :class:`rxchat.LogOptions`.
+
+    Raises:
+        ValueError: a client that decodes responses, or a prefix with braces.
+
+    >>> log = rxchat.redis.RedisStreamLog("redis://127.0.0.1:6379/0")   # doctest: +SKIP
+    >>> handle = await log.publish(client.chat.completions.observe(...))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str | aioredis.Redis | None = None,
+        *,
+        prefix: str = "rxchat",
+        **options: Unpack[LogOptions],
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix must be a non-empty string without braces, not {prefix!r}")
+        if url is None or isinstance(url, str):
+            client = aioredis.Redis.from_url(
+                url or os.environ.get("REDIS_URL") or DEFAULT_URL,
+                socket_connect_timeout=5.0,
+                socket_timeout=10.0,  # longer than any blocking read (at most 1 s)
+                retry=Retry(NoBackoff(), 1),  # one quick retry; the log's own loop backs off
+            )
+            owned = True
+        else:
+            kwargs: dict[str, Any] = url.connection_pool.connection_kwargs
+            if kwargs.get("decode_responses"):
+                raise ValueError("the Redis client must not decode responses (decode_responses)")
+            client = url
+            owned = False
+        self.client = client
+        super().__init__(_RedisBackend(client, prefix, owned), **options)
