@@ -7,8 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
-from reactivex import operators as rx_ops
 from pydantic import BaseModel
+from reactivex import operators as rx_ops
 from relay_support import data_events, user
 
 import rxchat

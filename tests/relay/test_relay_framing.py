@@ -54,7 +54,7 @@ def test_same_events_as_sse_starlette(payload: str) -> None:
 
 def test_the_recipe_bug_is_gone() -> None:
     # f"data: {text}\n\n" sends 'line one\n\nline two' as two events, the second lost as garbage
-    naive = "data: line one\n\nline two\n\n".encode()
+    naive = b"data: line one\n\nline two\n\n"
     assert [e.data for e in parse_with_httpx_sse(naive)] == ["line one"]
     assert [e.data for e in parse_with_httpx_sse(frame("line one\n\nline two"))] == [
         "line one\n\nline two"
