@@ -10,12 +10,15 @@ from typing import Any
 from aiohttp import web
 from reactivex import Observable
 
+from .._log import StreamNotFoundError
 from ._api import StreamLogLike, sse
 from ._encoders import Encoder, Format
 from ._errors import SlowClientError
 from ._stream import DEFAULT_MAX_BUFFER, DisconnectPolicy, SSEStream
 
-__all__ = ["aiohttp_response", "last_event_id_of"]
+__all__ = ["STREAM_KEY", "aiohttp_response", "last_event_id_of"]
+
+STREAM_KEY = "rxchat.relay.stream"
 
 
 def last_event_id_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -79,16 +82,24 @@ async def aiohttp_response(
         overflow_grace: seconds a cut-off slow client gets to read its error event.
 
     Returns:
-        The prepared and finished ``web.StreamResponse``.
+        The prepared and finished ``web.StreamResponse``; ``response["rxchat.relay.stream"]``
+        is the :class:`SSEStream`, whose ``outcome`` says how it ended.
 
     Raises:
         RelayError: bad arguments (before anything is sent).
+        aiohttp.web.HTTPNotFound: with a log, no stream ``stream_id`` (or it expired).
 
     >>> async def chat(request):  # doctest: +SKIP
     ...     chunks = client.chat.completions.observe(model="m", messages=[...])
     ...     return await rxchat.relay.aiohttp_response(request, chunks, "ai-sdk-ui")
     """
-    last_event_id = last_event_id_of(request.headers, request.query) if log is not None else None
+    last_event_id = None
+    if log is not None:
+        last_event_id = last_event_id_of(request.headers, request.query)
+        try:
+            await log.info(stream_id or "")
+        except (StreamNotFoundError, ValueError):
+            raise web.HTTPNotFound(text=f"no stream {stream_id!r}") from None
     stream = sse(
         source,
         format,
@@ -114,6 +125,7 @@ async def aiohttp_response(
 
     stream._on_overflow = on_overflow
     response = web.StreamResponse(status=status, headers=stream.headers | dict(headers or {}))
+    response[STREAM_KEY] = stream  # how the relay ended: response[STREAM_KEY].outcome
     watcher = None
     try:
         await response.prepare(request)

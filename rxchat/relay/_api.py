@@ -171,7 +171,10 @@ async def stop(
     model server's connection is closed).
 
     Returns:
-        Whether anything was stopped here (with a log: whether the log's cancel did not raise).
+        Whether a running stream was stopped (False: unknown, or it had already ended).
+
+    Raises:
+        StreamLogError: the log could not be reached (``StreamLogUnavailableError``).
     """
     stopped = False
     for stream in list(_LIVE.get(stream_id, ())):

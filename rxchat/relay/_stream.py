@@ -25,6 +25,7 @@ from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from .._flow import FLOW_GATE, FlowGate
+from .._log import StreamCancelledError
 from ._encoders import Encoder, Message
 from ._errors import RelayError, SlowClientError, UnknownEventIdError
 from ._framing import comment
@@ -85,8 +86,8 @@ def parse_last_event_id(value: str | None) -> int:
 
 def _cancellation_reason(error: BaseException) -> str | None:
     """The reason, when an error means "the generation was stopped" rather than "it failed"."""
-    if getattr(error, "is_cancellation", False):
-        return str(error) or "cancelled"
+    if isinstance(error, StreamCancelledError):
+        return str(error)
     return None
 
 
