@@ -34,11 +34,13 @@ from ._stream import SSE_HEADERS as SSE_HEADERS
 from ._stream import SSEStream as SSEStream
 
 if TYPE_CHECKING:
+    from ._aiohttp import STREAM_KEY as STREAM_KEY
     from ._aiohttp import aiohttp_response as aiohttp_response
     from ._asgi import asgi_response as asgi_response
     from ._page import chat_app as chat_app
 
 _LAZY = {
+    "STREAM_KEY": "._aiohttp",
     "aiohttp_response": "._aiohttp",
     "asgi_response": "._asgi",
     "chat_app": "._page",
@@ -58,6 +60,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "FORMATS",
     "SSE_HEADERS",
+    "STREAM_KEY",
     "Encoder",
     "EventsEncoder",
     "OpenAIEncoder",

@@ -18,7 +18,12 @@ from ._stream import DEFAULT_MAX_BUFFER, DisconnectPolicy, SSEStream
 
 __all__ = ["STREAM_KEY", "aiohttp_response", "last_event_id_of"]
 
-STREAM_KEY = "rxchat.relay.stream"
+# How the relay ended, for the app's logging: response[STREAM_KEY].outcome
+STREAM_KEY: Any = (
+    web.ResponseKey("rxchat.relay.stream", SSEStream)
+    if hasattr(web, "ResponseKey")  # aiohttp >= 3.12
+    else "rxchat.relay.stream"
+)
 
 
 def last_event_id_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
@@ -82,7 +87,7 @@ async def aiohttp_response(
         overflow_grace: seconds a cut-off slow client gets to read its error event.
 
     Returns:
-        The prepared and finished ``web.StreamResponse``; ``response["rxchat.relay.stream"]``
+        The prepared and finished ``web.StreamResponse``; ``response[rxchat.relay.STREAM_KEY]``
         is the :class:`SSEStream`, whose ``outcome`` says how it ended.
 
     Raises:
