@@ -17,7 +17,6 @@ proxy in front of any OpenAI-compatible client), ``"events"`` (rxchat's events a
 
 from typing import TYPE_CHECKING, Any
 
-from ._api import StreamLogLike as StreamLogLike
 from ._api import sse as sse
 from ._api import stop as stop
 from ._encoders import FORMATS as FORMATS
@@ -67,7 +66,6 @@ __all__ = [
     "RelayError",
     "SSEStream",
     "SlowClientError",
-    "StreamLogLike",
     "UIMessageStreamEncoder",
     "UnknownEventIdError",
     "aiohttp_response",

@@ -10,11 +10,11 @@ from typing import Any
 from aiohttp import web
 from reactivex import Observable
 
-from .._log import StreamNotFoundError
-from ._api import StreamLogLike, sse
+from .._log import StreamLog, StreamNotFoundError
+from ._api import sse
 from ._encoders import Encoder, Format
-from ._errors import SlowClientError
-from ._stream import DEFAULT_MAX_BUFFER, DisconnectPolicy, SSEStream
+from ._errors import SlowClientError, UnknownEventIdError
+from ._stream import DEFAULT_MAX_BUFFER, DisconnectPolicy, SSEStream, parse_last_event_id
 
 __all__ = ["STREAM_KEY", "aiohttp_response", "last_event_id_of"]
 
@@ -55,7 +55,7 @@ async def aiohttp_response(
     source: Observable[Any] | AsyncIterable[Any] | Iterable[Any] | None = None,
     format: Format | Encoder = "events",
     *,
-    log: StreamLogLike | None = None,
+    log: StreamLog | None = None,
     stream_id: str | None = None,
     headers: Mapping[str, str] | None = None,
     status: int = 200,
@@ -93,6 +93,7 @@ async def aiohttp_response(
     Raises:
         RelayError: bad arguments (before anything is sent).
         aiohttp.web.HTTPNotFound: with a log, no stream ``stream_id`` (or it expired).
+        aiohttp.web.HTTPBadRequest: with a log, a ``Last-Event-ID`` that is no event id.
 
     >>> async def chat(request):  # doctest: +SKIP
     ...     chunks = client.chat.completions.observe(model="m", messages=[...])
@@ -105,6 +106,11 @@ async def aiohttp_response(
             await log.info(stream_id or "")
         except (StreamNotFoundError, ValueError):
             raise web.HTTPNotFound(text=f"no stream {stream_id!r}") from None
+    if last_event_id is not None:
+        try:
+            parse_last_event_id(last_event_id)
+        except UnknownEventIdError as err:
+            raise web.HTTPBadRequest(text=str(err)) from None
     stream = sse(
         source,
         format,

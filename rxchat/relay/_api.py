@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 from reactivex import Observable
 
+from .._log import StreamLog
 from ._encoders import Encoder, Format, encoder_for
 from ._errors import RelayError
 from ._stream import (
@@ -19,17 +20,9 @@ from ._stream import (
     response_headers,
 )
 
-__all__ = ["SSE_HEADERS", "StreamLogLike", "response_headers", "sse", "stop"]
+__all__ = ["SSE_HEADERS", "response_headers", "sse", "stop"]
 
 log = logging.getLogger("rxchat.relay")
-
-
-class StreamLogLike(Protocol):
-    """What the relay needs of a stream log (``rxchat.MemoryStreamLog``, ``RedisStreamLog``)."""
-
-    def read(self, stream_id: str, after: Any = None) -> Observable[Any]: ...
-
-    async def cancel(self, stream_id: str) -> Any: ...
 
 
 # Streams relayed in this process under a stream id: what stop() reaches, and the readers the
@@ -40,9 +33,7 @@ _LIVE: dict[str, set[SSEStream]] = {}
 class _Registered(SSEStream):
     """An SSEStream known by its stream id (for ``stop()`` and the ``cancel`` policy)."""
 
-    def __init__(
-        self, *args: Any, stream_id: str, log: StreamLogLike | None, **kwargs: Any
-    ) -> None:
+    def __init__(self, *args: Any, stream_id: str, log: StreamLog | None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.stream_id = stream_id
         self.log = log
@@ -94,7 +85,7 @@ def sse(
     source: Observable[Any] | AsyncIterable[Any] | Iterable[Any] | None = None,
     format: Format | Encoder = "openai",
     *,
-    log: StreamLogLike | None = None,
+    log: StreamLog | None = None,
     stream_id: str | None = None,
     last_event_id: str | int | None = None,
     keepalive: float | None = 15.0,
@@ -160,9 +151,7 @@ def sse(
     return SSEStream(source, encoder, **options)
 
 
-async def stop(
-    stream_id: str, *, log: StreamLogLike | None = None, reason: str = "stopped"
-) -> bool:
+async def stop(stream_id: str, *, log: StreamLog | None = None, reason: str = "stopped") -> bool:
     """Stop a stream by its id: a stop button's endpoint.
 
     With a stream log, the logged generation is cancelled from whichever process runs it (its

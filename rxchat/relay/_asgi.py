@@ -14,9 +14,10 @@ from typing import Any
 
 from reactivex import Observable
 
-from ._api import StreamLogLike, sse
+from .._log import StreamLog, StreamNotFoundError
+from ._api import sse
 from ._encoders import Encoder, Format, encoder_for
-from ._errors import RelayError, SlowClientError
+from ._errors import RelayError, SlowClientError, UnknownEventIdError
 from ._stream import DEFAULT_MAX_BUFFER, DisconnectPolicy, SSEStream, response_headers
 
 __all__ = ["asgi_response"]
@@ -51,25 +52,50 @@ def _response_class() -> type[Any]:
             headers: Mapping[str, str],
             overflow_grace: float,
             resume: bool,
+            log: StreamLog | None,
+            stream_id: str | None,
         ) -> None:
+            self._log = log
+            self._stream_id = stream_id
             self.status_code = status_code
             self.background = None
-            self.body = b""
             self._make_stream = make_stream
             self._overflow_grace = overflow_grace
             self._resume = resume
-            self.init_headers(dict(headers))
+            self.init_headers(dict(headers))  # before .body exists: no Content-Length
+            self.body = b""
 
         async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
             last_event_id = None
             if self._resume:
                 query = _query(scope)
                 last_event_id = _header(scope, b"last-event-id") or query.get("last_event_id")
-            stream = self._make_stream(last_event_id)
+            try:
+                stream = self._make_stream(last_event_id)
+            except UnknownEventIdError as err:
+                await _plain(send, 400, str(err))
+                return
+            if self._log is not None:
+                try:
+                    await self._log.info(self._stream_id or "")
+                except (StreamNotFoundError, ValueError):
+                    stream.close()
+                    await _plain(send, 404, f"no stream {self._stream_id!r}")
+                    return
             await _run(stream, scope, receive, send, self, self._overflow_grace)
 
     _RESPONSE_CLASS = SSEResponse
     return SSEResponse
+
+
+async def _plain(send: Send, status: int, text: str) -> None:
+    body = text.encode()
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(body)),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -143,7 +169,7 @@ def asgi_response(
     source: Observable[Any] | AsyncIterable[Any] | Iterable[Any] | None = None,
     format: Format | Encoder = "events",
     *,
-    log: StreamLogLike | None = None,
+    log: StreamLog | None = None,
     stream_id: str | None = None,
     headers: Mapping[str, str] | None = None,
     status_code: int = 200,
@@ -206,4 +232,6 @@ def asgi_response(
         headers=response_headers(encoder, headers),
         overflow_grace=overflow_grace,
         resume=log is not None,
+        log=log,
+        stream_id=stream_id,
     )

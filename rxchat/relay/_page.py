@@ -32,7 +32,8 @@ from .._log import MemoryStreamLog, StreamLog, StreamNotFoundError
 from .._parsing import pydantic_function_tool, type_to_response_format_param
 from ._aiohttp import aiohttp_response
 from ._api import stop
-from ._encoders import FORMATS
+from ._encoders import Format
+from ._stream import DisconnectPolicy
 
 __all__ = ["chat_app"]
 
@@ -55,6 +56,7 @@ class GetWeather(BaseModel):
     unit: str = Field(description="celsius or fahrenheit")
 
 
+_FORMATS: dict[str, Format] = {"openai": "openai", "events": "events", "ai-sdk-ui": "ai-sdk-ui"}
 _TOOLS = [pydantic_function_tool(GetWeather, name="get_weather")]
 
 
@@ -96,7 +98,7 @@ def chat_app(
     api_key: str | None = None,
     log: StreamLog | None = None,
     keepalive: float | None = 15.0,
-    on_disconnect: str = "detach",
+    on_disconnect: DisconnectPolicy = "detach",
 ) -> web.Application:
     """The chat page and its API as an aiohttp application.
 
@@ -158,9 +160,9 @@ def chat_app(
 
     async def stream(request: web.Request) -> web.StreamResponse:
         stream_id = request.match_info["stream_id"]
-        format = request.query.get("format", "events")
-        if format not in FORMATS:
-            raise web.HTTPBadRequest(text=f"format is one of {sorted(FORMATS)}")
+        format = _FORMATS.get(request.query.get("format", "events"))
+        if format is None:
+            raise web.HTTPBadRequest(text="format is openai, events or ai-sdk-ui")
         log = app[LOG_KEY]
         try:
             info = await log.info(stream_id)
@@ -175,7 +177,7 @@ def chat_app(
             stream_id=stream_id,
             format=format,
             **relay_options,
-            **encoder_options,  # type: ignore[arg-type]
+            **encoder_options,
         )
 
     async def stop_stream(request: web.Request) -> web.Response:
@@ -200,7 +202,7 @@ def chat_app(
             log=app[LOG_KEY],
             stream_id=handle.stream_id,
             format="ai-sdk-ui",
-            **relay_options,  # type: ignore[arg-type]
+            **relay_options,
         )
 
     async def ai_sdk_reconnect(request: web.Request) -> web.StreamResponse:
@@ -212,7 +214,7 @@ def chat_app(
             log=app[LOG_KEY],
             stream_id=info.stream_id,
             format="ai-sdk-ui",
-            **relay_options,  # type: ignore[arg-type]
+            **relay_options,
         )
 
     app.router.add_get("/", index)

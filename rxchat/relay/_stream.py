@@ -149,6 +149,7 @@ class SSEStream(AsyncIterator[bytes]):
         self._retry = b"retry: %d\n" % retry if retry is not None else b""
         self._size = 0
         self._gate = FlowGate()
+        self._armed = False  # the gate has been closed for more than the current turn
         self._subscription: abc.DisposableBase | None = None
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -194,9 +195,20 @@ class SSEStream(AsyncIterator[bytes]):
         self._frames(messages)
         size = self._size
         if size >= self.max_buffer // 2:
-            self._gate.close()  # rxchat's sources stop reading the socket until it drains
-            if size > self.max_buffer:
+            gate = self._gate
+            if not gate.closed:
+                # rxchat's sources (a model server's stream, a stream log) stop reading at
+                # their next read until the buffer drains; what one read brings is accepted.
+                gate.close()
+                self._armed = False
+                asyncio.get_running_loop().call_soon(self._arm)
+            elif size > self.max_buffer and self._armed:
+                # Items came in a later turn although the gate is closed: this source cannot
+                # pause (ops.broadcast(), a hot Observable), and the client is not keeping up.
                 self._overflow(size)
+
+    def _arm(self) -> None:
+        self._armed = self._gate.closed
 
     def _overflow(self, size: int) -> None:
         error = SlowClientError(self.max_buffer, size)
@@ -236,10 +248,13 @@ class SSEStream(AsyncIterator[bytes]):
         if outcome != "slow_client" and self._skip >= self._next_id:
             # The client claimed to have events this stream never produced.
             self._pending.clear()
+            self._size = 0
             self.outcome = "error"
-            self.error = UnknownEventIdError(
+            error = self.error = UnknownEventIdError(
                 str(self._skip), f"the stream has {self._next_id - 1} events"
             )
+            self._skip = 0
+            self._frames(self.encoder.fail(error))
         self._wake()
 
     def _wake(self) -> None:
@@ -341,6 +356,7 @@ class SSEStream(AsyncIterator[bytes]):
         self.sent_events = self._next_id - 1
         self._size = 0
         if self._gate.closed and not self._ended:
+            self._armed = False
             self._gate.open()
         return data
 
