@@ -30,6 +30,7 @@ from ._cli_log import (
     publish_and_show,
     run_log_command,
 )
+from ._cli_web import add_ui_arguments
 from ._parsing import pydantic_function_tool, type_to_response_format_param
 from ._render import Output, ValueView, event_json
 from ._sources import chat_completion_stream, from_sse_bytes
@@ -362,6 +363,15 @@ async def run_replay(args: argparse.Namespace, out: Output) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     from .mock import run
 
+    if args.ui:
+        from ._cli_web import run_ui
+
+        try:
+            run_ui(args)
+        except OSError as err:
+            raise UsageError(f"cannot serve on {args.host}:{args.port}: {err.strerror or err}") from None
+        return
+
     def started(url: str) -> None:
         auth = " (an API key is required)" if args.api_key else ""
         print(f"rxchat mock server listening on {url}{auth} — Ctrl-C to stop", flush=True)
@@ -438,6 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="TCP port (8000; 0 = any free port)")
     serve.add_argument("--api-key", help="require this API key (401 otherwise)")
     serve.add_argument("--delay", type=float, default=0.0, help="seconds between tokens (0)")
+    add_ui_arguments(serve)
 
     replay = commands.add_parser("replay", help="run a recorded SSE body through the pipeline")
     replay.add_argument("file", metavar="FILE.sse", help="a recorded response body")
