@@ -8,17 +8,37 @@ Streams do not pay one cross-thread round trip per chunk: a pump task on the loo
 per-socket-read batches and hands them to the consuming thread through a :class:`BatchBridge`,
 a bounded queue. When the consumer falls behind, the pump waits (back-pressure reaches the
 socket instead of memory growing).
+
+Two moments need care, both handled here and in :mod:`rxchat._lifetime`:
+
+* **Interpreter exit.** The loop thread is a daemon thread, frozen once the interpreter starts
+  finalizing; anything that waited for it then (a half-read stream closed by the garbage
+  collector, say) would wait forever. An ``atexit`` handler therefore shuts the shared portal
+  down while its thread still runs: it cancels the tasks left on the loop, closes the sessions
+  bound to it and stops it. Afterwards closing is a no-op and a new call raises
+  :class:`~rxchat.APIConnectionError`.
+* **fork().** The child has a copy of the loop but not its thread. It starts a portal of its own
+  on first use; the parent's portal (and what was opened on it) is never touched in the child:
+  using it raises :class:`~rxchat.APIConnectionError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
+import contextlib
 import os
+import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
+
+from ._lifetime import inherit, sessions_of
+from .errors import APIConnectionError
 
 __all__ = ["BatchBridge", "Portal", "get_portal", "portal_call"]
 
@@ -33,6 +53,8 @@ class Portal:
     """
 
     def __init__(self) -> None:
+        self._pid = os.getpid()
+        self._closing = False
         self._loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(
@@ -63,6 +85,27 @@ class Portal:
         """Whether the caller runs on the portal's own thread."""
         return threading.current_thread() is self._thread
 
+    @property
+    def usable(self) -> bool:
+        """Whether calls can run: this process started the loop and it was not shut down."""
+        return self._pid == os.getpid() and not self._closing and not sys.is_finalizing()
+
+    def check(self) -> None:
+        """Raise the error that says why no call can run now (when none can).
+
+        Raises:
+            APIConnectionError: the portal belongs to the parent of this forked process, or it
+                was shut down because the interpreter is exiting.
+        """
+        if self._pid != os.getpid():
+            raise APIConnectionError(
+                "this stream was opened in the parent process, before os.fork(): its "
+                "connection belongs to the parent. Make a new request in the child (a client "
+                "made before the fork works there, with connections of its own)"
+            )
+        if self._closing or sys.is_finalizing():
+            raise _shut_down()
+
     def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
         """Schedule ``coro`` on the loop; returns a concurrent future."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
@@ -74,9 +117,12 @@ class Portal:
         unwind, so the connection it held is closed before the interrupt propagates.
 
         Raises:
+            APIConnectionError: the portal cannot run calls (see :meth:`check`), or it shut down
+                while this call waited.
             RuntimeError: called from the portal thread itself (it would deadlock), e.g. from
                 an ``observe()`` callback of a synchronous client.
         """
+        self.check()
         if self.in_portal_thread():
             raise RuntimeError(
                 "a synchronous rxchat Client was called from its own event-loop thread "
@@ -96,6 +142,14 @@ class Portal:
         future = self.submit(run())
         try:
             return future.result()
+        except concurrent.futures.CancelledError:
+            if not self._closing:
+                raise
+            if self._loop in _exiting_loops:
+                # Only a daemon thread can wait here at exit; like any daemon thread blocked
+                # in I/O it stays blocked until the interpreter stops it (no traceback).
+                threading.Event().wait()
+            raise _shut_down() from None
         except BaseException:
             if not future.done() or not finished.is_set():
                 future.cancel()
@@ -108,17 +162,64 @@ class Portal:
         """Schedule a plain callback on the loop from any thread."""
         self._loop.call_soon_threadsafe(callback, *args)
 
-    def stop(self) -> None:
-        """Stop the loop and join its thread (tests; the shared portal lives as long as the process)."""
-        if self._loop.is_closed():
+    def shutdown(self, timeout: float = 1.0, *, at_exit: bool = False) -> None:
+        """Cancel what still runs on the loop, close its sessions, stop it, join it (idempotent).
+
+        Called for the shared portal at interpreter exit (``at_exit=True``). Tasks get
+        ``timeout`` seconds to unwind after their cancellation; whatever ignores it is abandoned
+        with the daemon thread, so the process still exits. Afterwards :meth:`call` raises and
+        closing is a no-op. Threads waiting for a call or a stream get
+        :class:`~rxchat.APIConnectionError`, except at exit: only daemon threads are left then,
+        and they stay blocked, as in any other I/O, until the interpreter stops them.
+        """
+        if self._closing or self._pid != os.getpid():
             return
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if not self.in_portal_thread():
-            self._thread.join(5.0)
+        self._closing = True
+        if at_exit:
+            _exiting_loops.add(self._loop)
+        loop = self._loop
+        if loop.is_closed() or not self._thread.is_alive():
+            return
+        if self.in_portal_thread():
+            loop.stop()
+            return
+        try:
+            # On a timeout (a task ignored its cancellation) the loop is stopped all the same.
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                self.submit(self._close_all(timeout)).result(timeout + 1.0)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            self._thread.join(timeout)
+
+    async def _close_all(self, timeout: float) -> None:
+        loop = self._loop
+        current = asyncio.current_task()
+        tasks = [task for task in asyncio.all_tasks() if task is not current]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        for task in tasks:  # as asyncio.run() does: report real failures, not cancellations
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                loop.call_exception_handler(
+                    {
+                        "message": "unhandled exception in a task at rxchat's shutdown",
+                        "exception": task.exception(),
+                        "task": task,
+                    }
+                )
+        for holder in sessions_of(loop):
+            await holder.aclose()
+        await loop.shutdown_asyncgens()
+
+    def stop(self) -> None:
+        """Shut the portal down (see :meth:`shutdown`; the shared one lives as long as the process)."""
+        self.shutdown()
 
 
 _lock = threading.Lock()
 _portal: Portal | None = None
+_exiting_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 _portal_pid: int | None = None
 
 
@@ -139,6 +240,35 @@ def get_portal() -> Portal:
 def portal_call(fn: Callable[[], Awaitable[T]]) -> T:
     """Run ``fn()`` on the shared portal and wait for the result (see :meth:`Portal.call`)."""
     return get_portal().call(fn)
+
+
+def _shut_down() -> APIConnectionError:
+    return APIConnectionError(
+        "rxchat's background event loop has shut down because the interpreter is exiting; "
+        "no request can run now (close streams and clients before the end of the program, "
+        "or register the atexit handler that uses them after importing rxchat)"
+    )
+
+
+def _shutdown_at_exit() -> None:
+    portal = _portal
+    if portal is not None:
+        portal.shutdown(at_exit=True)
+
+
+def _after_fork_in_child() -> None:
+    global _portal, _lock
+    _lock = threading.Lock()  # another thread of the parent may have held it
+    if _portal is not None:
+        inherit(_portal)  # never closed here: its loop and sockets belong to the parent
+        _portal = None
+
+
+# Registered at import: atexit runs handlers last-in first-out, so handlers that a program
+# registers after importing rxchat still find the portal running.
+atexit.register(_shutdown_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _END: Any = object()
@@ -166,7 +296,7 @@ class BatchBridge(Generic[T]):
     waiting for room or the consumer for data, one wake-up.
     """
 
-    __slots__ = ("_cond", "_items", "_loop", "_maxsize", "_space", "closed")
+    __slots__ = ("_cond", "_items", "_loop", "_maxsize", "_pid", "_space", "closed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, *, maxsize: int = 8) -> None:
         if maxsize < 1:
@@ -176,6 +306,7 @@ class BatchBridge(Generic[T]):
         self._items: deque[Any] = deque()
         self._cond = threading.Condition(threading.Lock())
         self._space: asyncio.Future[None] | None = None
+        self._pid = os.getpid()
         self.closed = False
 
     async def run(self, source: AsyncIterator[T]) -> None:
@@ -184,7 +315,8 @@ class BatchBridge(Generic[T]):
             async for batch in source:
                 await self._put(batch)
         except asyncio.CancelledError:
-            self._push(_Failure(asyncio.CancelledError()))
+            if self._loop not in _exiting_loops:  # at exit the reader stays blocked: see shutdown()
+                self._push(_Failure(asyncio.CancelledError()))
             raise
         except BaseException as err:  # delivered to the consumer, not lost in the task
             self._push(_Failure(err))
@@ -210,8 +342,15 @@ class BatchBridge(Generic[T]):
 
         Raises:
             StopIteration: the source ended.
+            APIConnectionError: called in a forked child (the pump runs in the parent).
             BaseException: whatever the source raised.
         """
+        if self._pid != os.getpid():
+            # The lock may be held by a thread that does not exist here, and no pump will come.
+            raise APIConnectionError(
+                "this stream was opened in the parent process, before os.fork(); make a new "
+                "request in the child"
+            )
         with self._cond:
             items = self._items
             while not items:
@@ -222,7 +361,7 @@ class BatchBridge(Generic[T]):
                 self._space = None
             else:
                 space = None
-        if space is not None:
+        if space is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(_wake, space)
         if item is _END:
             with self._cond:
@@ -239,5 +378,5 @@ class BatchBridge(Generic[T]):
         with self._cond:
             self.closed = True
             space, self._space = self._space, None
-        if space is not None:
+        if space is not None and not self._loop.is_closed():  # closed: nobody waits any more
             self._loop.call_soon_threadsafe(_wake, space)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Generic
 from typing_extensions import TypeVar
 
 from ._portal import BatchBridge, Portal
-from .errors import IncompleteStreamError, RxChatError, StreamConsumedError
+from .errors import APIConnectionError, IncompleteStreamError, RxChatError, StreamConsumedError
 from .types import ChatCompletionChunk
 
 if TYPE_CHECKING:
@@ -307,6 +307,10 @@ class Stream:
         if self._closed:
             return
         self._closed = True
+        if not self._portal.usable:
+            # Interpreter exit: the portal's shutdown closed the connection already (and its
+            # thread may be frozen). Forked child: the connection is the parent's to close.
+            return
         bridge = self._bridge
         if bridge is not None:
             bridge.close()
@@ -323,8 +327,13 @@ class Stream:
 
         if self._portal.in_portal_thread():
             self._portal.loop.create_task(stop())
-        else:
+            return
+        try:
             self._portal.call(stop)
+        except APIConnectionError:
+            if self._portal.usable:
+                raise
+            # The interpreter began to exit meanwhile: the portal's shutdown closed it.
 
     @property
     def closed(self) -> bool:
@@ -347,6 +356,8 @@ class Stream:
         if getattr(self, "_closed", True):
             return
         self._closed = True
+        if not self._portal.usable:
+            return  # see close()
         try:
             pump = self._pump
             bridge = self._bridge

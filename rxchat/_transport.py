@@ -30,6 +30,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from ._decode import FEED_SIZE, ChunkDecoder
+from ._lifetime import abandon_session, track_session
 from .errors import (
     APIConnectionError,
     APIError,
@@ -323,7 +324,14 @@ class HTTPTransport:
         )
         self._session = session
         self._loop = loop
+        track_session(self, loop)  # closed at interpreter exit, forgotten after fork()
         return session
+
+    def forget_inherited_session(self) -> None:
+        """In a forked child: drop the parent's session without closing it (:mod:`rxchat._lifetime`)."""
+        session, self._session, self._loop = self._session, None, None
+        if session is not None:
+            abandon_session(session)
 
     def url(self, path: str) -> str:
         """``base_url + path``."""

@@ -12,6 +12,12 @@ Supported keywords: ``type`` (single or list), ``properties``, ``required``,
 numeric ``minimum`` / ``maximum`` / ``exclusiveMinimum`` / ``exclusiveMaximum`` /
 ``multipleOf``. ``pattern`` is not interpreted: a schema whose only satisfiable strings are
 defined by a pattern may not validate.
+
+What one schema may make the generator produce is bounded, so that a request cannot occupy the
+mock server's event loop (every other client waits while an instance is generated):
+:data:`MAX_VALUES` JSON values per instance (retries for ``uniqueItems`` and ``oneOf`` count),
+:data:`MAX_STRING_LENGTH` characters per string and :data:`MAX_TOTAL_CHARS` characters in all.
+A schema beyond them raises :class:`SchemaError` naming the limit (a 400 from the server).
 """
 
 from __future__ import annotations
@@ -20,9 +26,25 @@ import math
 import random
 from typing import Any, TypeGuard
 
-__all__ = ["SchemaError", "generate_instance", "matches"]
+import orjson
+
+__all__ = [
+    "MAX_STRING_LENGTH",
+    "MAX_TOTAL_CHARS",
+    "MAX_VALUES",
+    "SchemaError",
+    "generate_instance",
+    "matches",
+]
 
 _MAX_DEPTH = 6
+
+MAX_VALUES = 10_000
+"""JSON values one generated instance may hold (every value generated counts, retries too)."""
+MAX_STRING_LENGTH = 100_000
+"""Characters of one generated string (a larger ``minLength`` is refused)."""
+MAX_TOTAL_CHARS = 1_000_000
+"""Characters of all the strings of one generated instance."""
 
 _WORDS = (
     "river",
@@ -202,12 +224,54 @@ def matches(schema: Any, value: Any, root: Any | None = None) -> bool:
     return True
 
 
+def _limit(what: str, asked: object, limit: int, unit: str) -> SchemaError:
+    return SchemaError(
+        f"{what} {asked} is above the mock server's limit of {limit} {unit} "
+        "(it bounds what one request may make it generate)"
+    )
+
+
+def _unique_key(value: Any) -> bytes:
+    """Equal keys for JSON-equal values: ``1`` and ``1.0`` alike, ``true`` and ``1`` not."""
+
+    def canon(v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer():
+            return int(v)
+        if isinstance(v, dict):
+            return {k: canon(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [canon(x) for x in v]
+        return v
+
+    return orjson.dumps(canon(value), option=orjson.OPT_SORT_KEYS)
+
+
 class _Generator:
     def __init__(self, root: Any, rng: random.Random) -> None:
         self.root = root
         self.rng = rng
+        self.values = 0
+        self.chars = 0
+
+    def _count_value(self) -> None:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise SchemaError(
+                f"an instance of this schema needs more than {MAX_VALUES} JSON values, the "
+                "mock server's limit per instance (minItems, minProperties and required "
+                "properties multiply through nesting and $ref)"
+            )
+
+    def _count_chars(self, n: int) -> None:
+        self.chars += n
+        if self.chars > MAX_TOTAL_CHARS:
+            raise SchemaError(
+                f"an instance of this schema needs more than {MAX_TOTAL_CHARS} characters of "
+                "strings, the mock server's limit per instance"
+            )
 
     def gen(self, schema: Any, depth: int, hint: str | None) -> Any:
+        self._count_value()
         if schema is True:
             return self._string({}, hint)
         if schema is False or not isinstance(schema, dict):
@@ -318,7 +382,10 @@ class _Generator:
                     raise SchemaError(f"required property {name!r} is not allowed")
                 out[name] = self.gen(extra if isinstance(extra, dict) else True, depth + 1, name)
         i = 0
-        while len(out) < int(schema.get("minProperties", 0)):
+        min_properties = int(schema.get("minProperties", 0))
+        if min_properties > MAX_VALUES:
+            raise _limit("minProperties", min_properties, MAX_VALUES, "values per instance")
+        while len(out) < min_properties:
             if extra is False:
                 raise SchemaError("`minProperties` cannot be met without extra properties")
             out[f"key_{i}"] = self.gen(extra if isinstance(extra, dict) else True, depth + 1, None)
@@ -329,6 +396,8 @@ class _Generator:
         prefix = list(schema.get("prefixItems", []) or [])
         items = schema.get("items", True)
         lo = int(schema.get("minItems", 0))
+        if lo > MAX_VALUES:
+            raise _limit("minItems", lo, MAX_VALUES, "values per instance")
         hi = schema.get("maxItems")
         want = lo if depth >= _MAX_DEPTH else max(lo, 2)
         if prefix and items is False:
@@ -337,18 +406,22 @@ class _Generator:
             want = min(want, int(hi))
         out: list[Any] = []
         unique = bool(schema.get("uniqueItems"))
+        seen: set[bytes] = set()  # keys of the items so far, when they must be unique
         attempts = 0
         while len(out) < want:
             idx = len(out)
             sub = prefix[idx] if idx < len(prefix) else items
             value = self.gen(sub, depth + 1, hint)
             attempts += 1
-            if unique and any(_json_equal(value, v) for v in out):
-                if attempts > 50 * want:
-                    if len(out) >= lo:
-                        break
-                    raise SchemaError("cannot generate enough unique items")
-                continue
+            if unique:
+                key = _unique_key(value)
+                if key in seen:
+                    if attempts > 50 * want:
+                        if len(out) >= lo:
+                            break
+                        raise SchemaError("cannot generate enough unique items")
+                    continue
+                seen.add(key)
             out.append(value)
         return out
 
@@ -378,11 +451,14 @@ class _Generator:
             else:
                 s = " ".join(r.choice(_WORDS) for _ in range(r.randint(1, 3)))
         lo = int(schema.get("minLength", 0))
+        if lo > MAX_STRING_LENGTH:
+            raise _limit("minLength", lo, MAX_STRING_LENGTH, "characters per string")
         hi = schema.get("maxLength")
         if len(s) < lo:
             s = s + "x" * (lo - len(s))
         if hi is not None and len(s) > int(hi):
             s = s[: int(hi)]
+        self._count_chars(len(s))
         return s
 
     def _bounds(self, schema: dict[str, Any], integer: bool) -> tuple[float, float]:
