@@ -860,3 +860,186 @@ def run_cli(
     out.output = proc.stdout.decode("utf-8", "replace") + proc.stderr.decode("utf-8", "replace")
     out.texts = [proc.stdout.decode("utf-8", "replace")]
     return out
+
+
+# -- hostile servers: raw HTTP/1.1 over asyncio streams ----------------------------------------
+
+Handler = Callable[["RawRequest", asyncio.StreamWriter], Awaitable[bool]]
+"""Answers one request; returns True to keep the connection open for the next one."""
+
+
+@dataclass
+class RawRequest:
+    """One request as a raw server received it."""
+
+    method: str
+    target: str
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    connection: int  # which TCP connection it came on (0, 1, ...)
+
+
+class RawServer:
+    """A hand-written HTTP/1.1 server on 127.0.0.1 that answers with whatever bytes a test wants.
+
+    aiohttp.web cannot send what a hostile or careless server sends (a bad chunk size, a short
+    ``Content-Length``, a trickled status line, a FIN behind the answer), so the bytes are
+    written by hand. ``handler(request, writer)`` answers each request and returns whether the
+    connection stays open. Every request is recorded in :attr:`requests`. Runs on the loop it
+    is started on (``async with RawServer(handler) as server``) or, with :meth:`threaded`, on
+    its own loop thread (for sync clients and subprocesses).
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[RawRequest] = []
+        self.connections = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    async def start(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            try:
+                await task
+            except BaseException:
+                pass
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def __aenter__(self) -> RawServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        number = self.connections
+        self.connections += 1
+        try:
+            while True:
+                request = await self._read_request(reader, number)
+                if request is None:
+                    break
+                self.requests.append(request)
+                if not await self.handler(request, writer):
+                    break
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    @staticmethod
+    async def _read_request(reader: asyncio.StreamReader, number: int) -> RawRequest | None:
+        line = await reader.readline()
+        if not line:
+            return None
+        method, target, _ = line.decode("latin-1").split(" ", 2)
+        headers: dict[str, str] = {}
+        while True:
+            raw = await reader.readline()
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, _, value = raw.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        return RawRequest(method, target, headers, body, number)
+
+
+class ThreadedRawServer:
+    """A :class:`RawServer` on its own loop thread."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = RawServer(handler)
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def requests(self) -> list[RawRequest]:
+        return self.server.requests
+
+    def close(self) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(10)
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+            self.loop.close()
+
+
+def sse_chunk(text: str, *, finish: str | None = None) -> bytes:
+    """One ``data:`` frame of a chat-completion chunk."""
+    chunk = {
+        "id": "raw-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "raw",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+SSE_ANSWER = sse_chunk("Hel") + sse_chunk("lo", finish="stop") + b"data: [DONE]\n\n"
+"""A whole streamed answer: "Hello"."""
+
+JSON_ANSWER = orjson.dumps(
+    {
+        "id": "raw-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "raw",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello"},
+                "finish_reason": "stop",
+            }
+        ],
+    }
+)
+
+
+def chunked(*parts: bytes) -> bytes:
+    """``parts`` in chunked transfer encoding, with the final zero-size chunk."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
+
+
+def response_head(status: str = "200 OK", **headers: str) -> bytes:
+    """A status line and headers (``content_type="x"`` becomes ``Content-Type: x``)."""
+    lines = [f"HTTP/1.1 {status}"]
+    lines += [f"{k.replace('_', '-').title()}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def answer_for(request: RawRequest) -> bytes:
+    """A whole keep-alive answer to ``request``: SSE when it asked for a stream, else JSON."""
+    if b'"stream":true' in request.body:
+        return response_head(
+            content_type="text/event-stream", transfer_encoding="chunked"
+        ) + chunked(SSE_ANSWER)
+    return response_head(
+        content_type="application/json", content_length=str(len(JSON_ANSWER))
+    ) + JSON_ANSWER
