@@ -77,7 +77,7 @@ class _Event(BaseModel):
         for name, (fn, arg) in lazy.items():
             values[name] = fn(arg)
         # keep the declared field order in dumps and reprs
-        order = type(self).__pydantic_fields__
+        order = type(self).model_fields
         _set_dict(self, {name: values[name] for name in order if name in values})
 
     if not TYPE_CHECKING:
@@ -297,8 +297,8 @@ ChatCompletionStreamEvent: TypeAlias = Annotated[
 
 def _builder(cls: type[_Event]) -> Callable[..., Any]:
     # Every field is set, so one fields-set per class can be shared (pydantic only adds to it).
-    fields = set(cls.__pydantic_fields__)
-    type_value = cls.__pydantic_fields__["type"].default
+    fields = set(cls.model_fields)
+    type_value = cls.model_fields["type"].default
 
     def build(values: dict[str, Any], lazy: dict[str, _Deferred] | None = None) -> Any:
         event = _new(cls)
@@ -324,10 +324,10 @@ _build_logprobs_refusal_delta = _builder(LogprobsRefusalDeltaEvent)
 _build_logprobs_refusal_done = _builder(LogprobsRefusalDoneEvent)
 
 # The events built for nearly every chunk get dedicated builders (a literal dict in field order).
-_CHUNK_FIELDS = set(ChunkEvent.__pydantic_fields__)
-_CONTENT_DELTA_FIELDS = set(ContentDeltaEvent.__pydantic_fields__)
-_REASONING_DELTA_FIELDS = set(ReasoningDeltaEvent.__pydantic_fields__)
-_TOOL_DELTA_FIELDS = set(FunctionToolCallArgumentsDeltaEvent.__pydantic_fields__)
+_CHUNK_FIELDS = set(ChunkEvent.model_fields)
+_CONTENT_DELTA_FIELDS = set(ContentDeltaEvent.model_fields)
+_REASONING_DELTA_FIELDS = set(ReasoningDeltaEvent.model_fields)
+_TOOL_DELTA_FIELDS = set(FunctionToolCallArgumentsDeltaEvent.model_fields)
 
 
 def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> ChunkEvent:
