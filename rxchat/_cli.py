@@ -308,6 +308,7 @@ async def run_chat(args: argparse.Namespace, out: Output) -> None:
             timeout=Timeout(
                 connect=args.timeout,
                 read=args.timeout,
+                total=args.total_timeout if args.total_timeout > 0 else None,
                 idle=args.idle_timeout if args.idle_timeout > 0 else None,
             ),
             max_retries=args.max_retries,
@@ -415,6 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=300.0,
         help="give up after this many seconds without model output; keep-alive comments do "
         "not count (300; 0 = never)",
+    )
+    chat.add_argument(
+        "--total-timeout",
+        type=float,
+        default=0.0,
+        help="give up after this many seconds in all, retries included (0 = never)",
     )
     chat.add_argument(
         "--max-retries", type=int, default=2, help="retries before the answer begins (2)"

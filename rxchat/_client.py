@@ -26,10 +26,11 @@ from reactivex import Observable, abc
 from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
 from typing_extensions import TypeVar
 
+from ._config import DEFAULT_TIMEOUT, QueryValue, Timeout, resolve_api_key, resolve_base_url
 from ._edgee import InputObject, SendResponse, edgee_request
 from ._parsing import type_to_response_format_param
 from ._portal import Portal, get_portal
-from ._sources import observable_from_batches, resolve_api_key, resolve_base_url
+from ._sources import observable_from_batches
 from ._state import ChatCompletionStreamState
 from ._streams import (
     AsyncChatCompletionStream,
@@ -39,7 +40,7 @@ from ._streams import (
     ChatCompletionStreamManager,
     Stream,
 )
-from ._transport import DEFAULT_TIMEOUT, HTTPTransport, Timeout
+from ._transport import HTTPTransport
 from .errors import APIResponseValidationError
 from .types import ChatCompletion, ChatCompletionChunk, ParsedChatCompletion
 
@@ -525,32 +526,20 @@ class AsyncChat:
 def _close_transport_now(transport: HTTPTransport) -> None:
     """Finalizer of an unclosed AsyncClient: close its connections without awaiting.
 
-    ``ClientSession.close()`` is a coroutine, and a finalizer may run after its loop stopped;
-    closing the connector synchronously (aiohttp's own close does the same first) leaves no
-    unclosed-session or unclosed-connector warning behind.
+    ``ClientSession.close()`` is a coroutine, and a finalizer may run after its loop stopped:
+    :meth:`HTTPTransport.close_now` closes synchronously, on the transport's loop when it
+    still runs, leaving no unclosed-session or unclosed-connector warning behind.
     """
-    session: Any = getattr(transport, "_session", None)
-    if session is None or session.closed:
-        return
-    loop: asyncio.AbstractEventLoop | None = getattr(transport, "_loop", None)
-
-    def close() -> None:
-        connector = session.connector
-        close_now = getattr(connector, "_close", None)
-        if close_now is not None:
-            close_now()
-        elif loop is not None and not loop.is_closed():
-            loop.create_task(session.close())
-
+    loop = transport.loop
     try:
         running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
     except RuntimeError:
         running = None
     if loop is None or loop.is_closed() or running is loop or not loop.is_running():
-        close()
+        transport.close_now()
     else:
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            loop.call_soon_threadsafe(close)
+            loop.call_soon_threadsafe(transport.close_now)
 
 
 class AsyncClient:
@@ -567,9 +556,14 @@ class AsyncClient:
             began (never a stream that produced output), with backoff honouring ``Retry-After``.
         default_headers: headers sent with every request.
         verify_ssl: verify TLS certificates (on unless you turn it off explicitly).
-        max_event_bytes: bound one SSE event's size (``EventTooLargeError`` beyond).
+        max_event_bytes: bound one SSE event's size (``EventTooLargeError`` beyond; 64 MiB
+            when not given).
+        default_query: query parameters added to every request's URL, as in the OpenAI SDK
+            (Azure: ``{"api-version": "2024-06-01"}``); a query in ``base_url`` is kept too.
 
-    Use it as ``async with AsyncClient() as client`` or call ``await client.close()``.
+    Use it as ``async with AsyncClient() as client`` or call ``await client.close()``;
+    closing it while streams still wait for data makes each of them raise
+    :class:`~rxchat.APIConnectionError` at once.
     The client binds to the event loop of its first request.
 
     Example:
@@ -588,6 +582,7 @@ class AsyncClient:
         default_headers: Mapping[str, str] | None = None,
         verify_ssl: bool = True,
         max_event_bytes: int | None = None,
+        default_query: Mapping[str, QueryValue] | None = None,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             raise TypeError("api_key must be a str or None")
@@ -596,14 +591,17 @@ class AsyncClient:
         self.timeout = Timeout.coerce(timeout)
         self.max_retries = max_retries
         self.default_headers: dict[str, str] = dict(default_headers or {})
+        self.default_query: dict[str, QueryValue] = dict(default_query or {})
         self._verify_ssl = verify_ssl
         self._max_event_bytes = max_event_bytes
+        self._base_url = resolved
         self._transport = HTTPTransport(
             base_url=resolved,
             api_key=self.api_key,
             timeout=self.timeout,
             max_retries=max_retries,
             default_headers=self.default_headers,
+            default_query=self.default_query,
             verify_ssl=verify_ssl,
             max_event_bytes=max_event_bytes,
         )
@@ -633,12 +631,13 @@ class AsyncClient:
         """A new client with some options changed (it has its own connections: close it too)."""
         return type(self)(
             api_key=api_key or self.api_key,
-            base_url=base_url or self.base_url,
+            base_url=base_url or self._base_url,
             timeout=self.timeout if isinstance(timeout, NotGiven) else timeout,
             max_retries=self.max_retries if max_retries is None else max_retries,
             default_headers={**self.default_headers, **(default_headers or {})},
             verify_ssl=self._verify_ssl,
             max_event_bytes=self._max_event_bytes,
+            default_query=self.default_query,
         )
 
     # -- Edgee style ---------------------------------------------------------------------
@@ -1005,6 +1004,7 @@ class Client:
         default_headers: Mapping[str, str] | None = None,
         verify_ssl: bool = True,
         max_event_bytes: int | None = None,
+        default_query: Mapping[str, QueryValue] | None = None,
     ) -> None:
         self._async = AsyncClient(
             api_key,
@@ -1014,6 +1014,7 @@ class Client:
             default_headers=default_headers,
             verify_ssl=verify_ssl,
             max_event_bytes=max_event_bytes,
+            default_query=default_query,
         )
         self.chat = Chat(self._async.chat.completions)
 
@@ -1061,12 +1062,13 @@ class Client:
         a = self._async
         return type(self)(
             api_key=api_key or a.api_key,
-            base_url=base_url or a.base_url,
+            base_url=base_url or a._base_url,
             timeout=a.timeout if isinstance(timeout, NotGiven) else timeout,
             max_retries=a.max_retries if max_retries is None else max_retries,
             default_headers={**a.default_headers, **(default_headers or {})},
             verify_ssl=a._verify_ssl,
             max_event_bytes=a._max_event_bytes,
+            default_query=a.default_query,
         )
 
     def stream(

@@ -37,9 +37,13 @@ from reactivex.observer import AutoDetachObserver
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
+from ._config import DEFAULT_TIMEOUT, QueryValue, Timeout
+from ._config import resolve_api_key as resolve_api_key
+from ._config import resolve_base_url as resolve_base_url
 from ._decode import FEED_SIZE, ChunkDecoder
 from ._flow import FLOW_GATE
-from ._transport import DEFAULT_TIMEOUT, HTTPTransport, Timeout
+from ._transport import HTTPTransport
 from .errors import InvalidChunkError
 from .types import ChatCompletionChunk
 
@@ -53,7 +57,6 @@ __all__ = [
     "resolve_base_url",
 ]
 
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _READ_SIZE = 1 << 16  # file reads; decoded in FEED_SIZE slices
 
 SSESource: TypeAlias = (
@@ -68,21 +71,6 @@ class BatchStream(Protocol):
     def __aiter__(self) -> AsyncIterator[list[ChatCompletionChunk]]: ...
 
     async def aclose(self) -> None: ...
-
-
-def resolve_base_url(base_url: str | None) -> str:
-    """``base_url``, else ``RXCHAT_BASE_URL``, else ``OPENAI_BASE_URL``, else OpenAI's API."""
-    return (
-        base_url
-        or os.environ.get("RXCHAT_BASE_URL")
-        or os.environ.get("OPENAI_BASE_URL")
-        or DEFAULT_BASE_URL
-    )
-
-
-def resolve_api_key(api_key: str | None) -> str | None:
-    """``api_key``, else ``RXCHAT_API_KEY``, else ``OPENAI_API_KEY``, else ``None`` (no header)."""
-    return api_key or os.environ.get("RXCHAT_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
 
 
 # -- running work on the subscriber's loop ----------------------------------------------------
@@ -275,6 +263,7 @@ def chat_completion_stream(
     headers: Mapping[str, str] | None = None,
     max_event_bytes: int | None = None,
     verify_ssl: bool = True,
+    default_query: Mapping[str, QueryValue] | None = None,
     **params: Any,
 ) -> Observable[ChatCompletionChunk]:
     """A streamed chat completion as a cold Observable of chunks.
@@ -293,8 +282,10 @@ def chat_completion_stream(
         max_retries: retries of failures before the body begins (never once output arrived).
         headers: extra request headers.
         max_event_bytes: bound on one SSE event's size (``EventTooLargeError`` past it);
-            unbounded by default.
+            64 MiB by default.
         verify_ssl: TLS certificate verification; on unless explicitly turned off.
+        default_query: query parameters added to the URL (Azure's ``api-version``); a query in
+            ``base_url`` is kept as well.
         **params: any other request field (``temperature``, ``tools``, ``stream_options``, ...).
 
     Returns:
@@ -331,6 +322,7 @@ def chat_completion_stream(
         "max_retries": max_retries,
         "max_event_bytes": max_event_bytes,
         "verify_ssl": verify_ssl,
+        "default_query": default_query,
     }
     # Validate the options now (a bad URL is a programming error, not a stream error).
     HTTPTransport(**options)

@@ -1,27 +1,34 @@
 """HTTP transport: one aiohttp session per client, streamed chat completions as chunk batches.
 
 The transport sends ``POST base_url + path``, maps failures to :mod:`rxchat.errors`, retries
-what is safe to retry (only before the first byte of the body: a stream that produced output is
-never replayed), applies connect / read / total timeouts, and turns the body into lists of
+what is safe to retry (only before the status line of a 2xx answer: a stream that began, or an
+answer the server may have generated, is never sent again), applies the timeouts of each phase,
+bounds every body it reads, and turns a streamed body into lists of
 :class:`~rxchat.types.ChatCompletionChunk` — one list per socket read — through the sans-I/O
 :class:`~rxchat._decode.ChunkDecoder`.
 
+Seams: :meth:`HTTPTransport._exchange` is the one attempt loop of every request kind (status
+errors, retries with the policy of :mod:`rxchat._retry`, re-sending a request that met a pooled
+connection the server had closed, redirects); :func:`map_error` is the one table that turns
+aiohttp's and the OS's exceptions into rxchat's; errors are built from redacted text
+(:mod:`rxchat._redact`); aiohttp internals are reached through :mod:`rxchat._compat` only.
+
 Cancellation closes the TCP connection at once: cancelling the task that reads, ``aclose()``,
-leaving ``async with``, or dropping the stream object. The API key goes into the
+leaving ``async with``, or dropping the stream object. Closing the transport wakes every reader
+still waiting for bytes with :class:`~rxchat.APIConnectionError`. The API key goes into the
 ``Authorization`` header and nowhere else (not in errors, reprs or log lines).
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
-import math
-import random
+import re
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from types import TracebackType
+from types import SimpleNamespace, TracebackType
 from typing import Any
 
 import aiohttp
@@ -29,7 +36,17 @@ import orjson
 from pydantic import BaseModel
 from yarl import URL
 
+from . import _retry
+from ._compat import (
+    HTTP_PROCESSING_ERRORS,
+    close_connector_now,
+    fail_reader,
+    on_connection_lost,
+    take_buffered,
+)
+from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout
 from ._decode import FEED_SIZE, ChunkDecoder
+from ._redact import Redactor
 from .errors import (
     APIConnectionError,
     APIError,
@@ -38,102 +55,45 @@ from .errors import (
     APITimeoutError,
     IdleTimeoutError,
     RxChatError,
-    redact,
     status_error_class,
 )
 from .types import ChatCompletionChunk
 
 __all__ = [
+    "DEFAULT_MAX_EVENT_BYTES",
+    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT",
+    "MAX_ERROR_BODY",
     "ChunkBatchStream",
     "HTTPTransport",
     "ResponseInfo",
     "Timeout",
+    "map_error",
 ]
 
 log = logging.getLogger("rxchat")
 
 _USER_AGENT = "rxchat/0.1.0"
-_RETRY_STATUSES = frozenset((408, 409, 429))
-_MAX_RETRY_AFTER = 60.0  # seconds; a longer server hint is ignored in favour of our backoff
-_MAX_ERROR_BODY = 1 << 20  # bytes of an error body we read and keep
 
+MAX_ERROR_BODY = 1 << 20
+"""Bytes of an error body (4xx/5xx, or a JSON answer to a streamed request) read and kept."""
+DEFAULT_MAX_RESPONSE_BYTES = 32 << 20
+"""Bytes of a non-streamed JSON answer (after decompression) read at most by default."""
+DEFAULT_MAX_EVENT_BYTES = 64 << 20
+"""Bytes of one SSE event at most when ``max_event_bytes`` is not given."""
 
-def _check_seconds(name: str, value: float | None) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"Timeout.{name} must be a number of seconds or None, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"Timeout.{name} must be a finite number > 0 or None, not {value!r}")
+_MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset((301, 302, 303, 307, 308))
+_MAX_STALE_RESENDS = 10  # re-sends after pooled connections the server had closed, per request
 
-
-@dataclass(frozen=True, slots=True)
-class Timeout:
-    """Timeouts of one request, in seconds; ``None`` disables one.
-
-    Attributes:
-        connect: TCP connect plus TLS handshake of a new connection.
-        read: the longest silence allowed between two reads of the response, including the wait
-            for the status line and for the first byte of the body. Any bytes reset it, SSE
-            keep-alive comments included (use ``ops.idle_timeout`` to time model output).
-        total: the whole request — retries, backoff and the streamed body included.
-        idle: the longest wait for model output once the body has begun: time without a
-            chunk. Keep-alive comments do NOT reset it, so a server that keeps the connection
-            warm while the model is stuck raises :class:`~rxchat.IdleTimeoutError`.
-
-    >>> Timeout.coerce(30)
-    Timeout(connect=30, read=30, total=None, idle=None)
-    >>> Timeout(read=5).total is None
-    True
-    """
-
-    connect: float | None = 10.0
-    read: float | None = 60.0
-    total: float | None = None
-    idle: float | None = None
-
-    def __post_init__(self) -> None:
-        _check_seconds("connect", self.connect)
-        _check_seconds("read", self.read)
-        _check_seconds("total", self.total)
-        _check_seconds("idle", self.idle)
-
-    @classmethod
-    def coerce(cls, value: float | Timeout | None) -> Timeout:
-        """Normalise a user's ``timeout=`` argument.
-
-        As in the OpenAI SDK, a number sets the connect and read timeouts (a long healthy stream
-        is never cut off by it) and ``None`` disables every timeout.
-
-        Args:
-            value: a number of seconds, a :class:`Timeout`, or ``None``.
-
-        Returns:
-            The :class:`Timeout` to apply.
-
-        Raises:
-            TypeError: ``value`` is not a number, a Timeout or None.
-            ValueError: a number that is not finite and > 0.
-        """
-        if isinstance(value, Timeout):
-            return value
-        if value is None:
-            return cls(connect=None, read=None, total=None)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise TypeError(
-                f"timeout must be a number of seconds, a Timeout or None, not {value!r}"
-            )
-        return cls(connect=value, read=value, total=None)
-
-
-DEFAULT_TIMEOUT = Timeout()
-"""10 s to connect, 60 s of silence at most, no limit on the whole stream."""
+# Kept importable under their historical names.
+_retry_after = _retry.parse_retry_after
+_MAX_ERROR_BODY = MAX_ERROR_BODY
 
 
 @dataclass(frozen=True, slots=True)
 class ResponseInfo:
-    """What an error keeps of the HTTP response: status, headers and URL (no request headers)."""
+    """What an error keeps of the HTTP response: status, headers (secrets removed) and URL."""
 
     status: int
     headers: Mapping[str, str]
@@ -151,34 +111,6 @@ def dumps_body(body: Mapping[str, Any]) -> bytes:
     return orjson.dumps(body, default=_json_default)
 
 
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The server's retry hint in seconds, when it is given and reasonable (0 to 60 s)."""
-    value: float | None = None
-    raw_ms = headers.get("retry-after-ms")
-    if raw_ms is not None:
-        try:
-            value = float(raw_ms) / 1000.0
-        except ValueError:
-            value = None
-    if value is None:
-        raw = headers.get("retry-after")
-        if raw is not None:
-            try:
-                value = float(raw)
-            except ValueError:
-                try:
-                    when = email.utils.parsedate_to_datetime(raw)
-                except (TypeError, ValueError):
-                    when = None
-                if when is not None:
-                    value = when.timestamp() - time.time()
-    if value is None or not math.isfinite(value):
-        return None
-    if value < 0:
-        value = 0.0  # a date in the past: retry now
-    return value if value <= _MAX_RETRY_AFTER else None
-
-
 def _status_message(status: int, reason: str | None, body: object, text: str) -> str:
     if isinstance(body, dict):
         info = body.get("error", body)
@@ -194,21 +126,228 @@ def _status_message(status: int, reason: str | None, body: object, text: str) ->
     return f"HTTP {status} {reason or ''}".rstrip()
 
 
+# -- the error table ----------------------------------------------------------------------------
+
+
+class PhaseTimeout(TimeoutError):
+    """One of rxchat's own phase deadlines expired (the response head, a whole body)."""
+
+    def __init__(self, phase: str, seconds: float | None) -> None:
+        super().__init__(f"{phase} did not arrive within {seconds} s")
+        self.phase = phase
+        self.seconds = seconds
+
+
+# aiohttp's parser errors print as "400, message='...'" (str) or "<TransferEncodingError: 400,
+# message='...'>" (repr, inside ClientPayloadError's text): the 400 is the parser's, not the
+# server's status, so only the message is kept.
+_PARSER_REPR = re.compile(r"<\w+: \d{3}, message=(['\"])(.*?)\1>", re.S)
+_PARSER_STR = re.compile(r"^\d{3}, message[:=]\s*(.*)$", re.S)
+
+# kind, whether retrying may help. The first matching class wins: subclasses first.
+_ERROR_TABLE: tuple[
+    tuple[type[BaseException] | tuple[type[BaseException], ...], str, bool], ...
+] = (
+    (PhaseTimeout, "phase-timeout", True),
+    (aiohttp.ConnectionTimeoutError, "connect-timeout", True),
+    (aiohttp.ServerTimeoutError, "read-timeout", True),
+    (TimeoutError, "timeout", True),
+    (aiohttp.ClientConnectorCertificateError, "tls", False),
+    (aiohttp.ClientSSLError, "tls", False),
+    (aiohttp.ClientConnectorError, "connect", True),
+    (aiohttp.ServerDisconnectedError, "disconnected", True),
+    (aiohttp.ClientPayloadError, "payload", True),
+    (aiohttp.TooManyRedirects, "malformed-head", False),
+    (aiohttp.ClientResponseError, "malformed-head", True),
+    (HTTP_PROCESSING_ERRORS, "malformed", True),
+    (aiohttp.ClientOSError, "os", True),
+    (aiohttp.ClientConnectionError, "connection", True),
+    (aiohttp.ClientError, "client", True),
+    (OSError, "os", True),
+)
+
+NETWORK_ERRORS: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    aiohttp.ClientError,
+    OSError,
+    *HTTP_PROCESSING_ERRORS,
+)
+"""What a request or a read can raise that :func:`map_error` turns into an rxchat error."""
+
+
+def _kind(err: BaseException) -> tuple[str, bool]:
+    for cls, kind, retryable in _ERROR_TABLE:
+        if isinstance(err, cls):
+            return kind, retryable
+    return "client", True
+
+
+def _detail(err: BaseException) -> str:
+    """What went wrong, in aiohttp's words, without the "400, message=" of a parser error.
+
+    aiohttp reports a malformed response as an ``HttpProcessingError`` whose ``str`` starts
+    with a status (``"400, message='Not enough data...'"``) although the server may have
+    answered 200: that status is the parser's, never the server's.
+    """
+    message = getattr(err, "message", None)
+    if isinstance(err, (aiohttp.ClientResponseError, *HTTP_PROCESSING_ERRORS)) and isinstance(
+        message, str
+    ):
+        text = message
+    elif isinstance(err, aiohttp.ServerDisconnectedError):
+        text = "the server closed the connection"
+        if not isinstance(message, str) and message is not None:
+            text += " in the middle of the response head"
+    else:
+        text = _PARSER_REPR.sub(lambda m: m.group(2), str(err))
+    found = _PARSER_STR.match(text)
+    if found:
+        text = found.group(1).strip().strip("'\"")
+    text = " ".join(text.split())
+    return text or type(err).__name__
+
+
+def map_error(
+    err: BaseException,
+    *,
+    timeout: Timeout,
+    deadline: float | None,
+    chunks: int,
+    where: str,
+    redactor: Redactor,
+) -> tuple[APIConnectionError, bool]:
+    """aiohttp's / the OS's ``err`` as an rxchat error (already redacted), and whether a retry may help.
+
+    ``where`` names the request for a message (the base URL without credentials). The error's
+    ``__cause__`` is ``err``, scrubbed of secrets in place (its ``request_info`` keeps the
+    request headers).
+    """
+    kind, retryable = _kind(err)
+    after = f" after {chunks} chunks" if chunks else ""
+    error: APIConnectionError
+    if kind == "phase-timeout":
+        assert isinstance(err, PhaseTimeout)
+        error = APITimeoutError(
+            f"read timeout: {err.phase} did not arrive within {err.seconds} s{after}"
+        )
+    elif kind == "connect-timeout":
+        error = APITimeoutError(f"connect timeout: no connection within {timeout.connect} s")
+    elif kind == "read-timeout":
+        error = APITimeoutError(
+            f"read timeout: the server sent nothing for {timeout.read} s{after}"
+        )
+    elif kind == "timeout":
+        if deadline is not None and time.monotonic() >= deadline - 0.001:
+            error = APITimeoutError(f"total timeout of {timeout.total} s expired{after}")
+        else:
+            error = APITimeoutError(f"request timed out{after}")
+    else:
+        detail = redactor.text(_detail(err))
+        if kind in ("malformed", "payload") and not chunks:
+            detail = f"malformed response body: {detail}"
+        elif kind == "malformed-head":
+            detail = f"malformed response head: {detail}"
+        if chunks:
+            message = f"the connection broke{after}: {detail}"
+        else:
+            message = f"connection error ({where}): {detail}"
+        error = APIConnectionError(message)
+    error.chunks_received = chunks
+    redactor.scrub(err)
+    error.__cause__ = err
+    return error, retryable
+
+
+def _stale(err: BaseException) -> bool:
+    """Whether ``err``, met on a reused connection before any response byte, means "closed idle".
+
+    The server closed a pooled keep-alive connection (llama.cpp's server does after each
+    answer) and the request went out on it: the write fails, or the read sees the FIN with
+    nothing before it. A partial status line (``ServerDisconnectedError.message`` holding the
+    parsed part) is an answer, not a stale connection.
+    """
+    if isinstance(err, aiohttp.ServerDisconnectedError):
+        return err.message is None or isinstance(err.message, str)
+    return isinstance(err, aiohttp.ClientOSError | ConnectionError) and not isinstance(
+        err, aiohttp.ClientConnectorError
+    )
+
+
+async def _mark_reused(
+    session: aiohttp.ClientSession, context: SimpleNamespace, params: object
+) -> None:
+    attempt = getattr(context, "trace_request_ctx", None)
+    if isinstance(attempt, _Attempt):
+        attempt.reused = True
+
+
+class _Attempt:
+    """Per-attempt facts gathered by aiohttp's tracing (public API): was the connection pooled."""
+
+    __slots__ = ("reused",)
+
+    def __init__(self) -> None:
+        self.reused = False
+
+
+def _same_origin(a: URL, b: URL) -> bool:
+    return a.scheme == b.scheme and a.host == b.host and a.port == b.port
+
+
+async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
+    """Read a body to its end but no more than ``limit`` bytes: (data, whether it was cut)."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        part = await content.readany()
+        if not part:
+            return b"".join(parts), False
+        size += len(part)
+        if size > limit:
+            parts.append(part[: len(part) - (size - limit)])
+            return b"".join(parts), True
+        parts.append(part)
+
+
+def _deadline(t: Timeout) -> float | None:
+    return None if t.total is None else time.monotonic() + t.total
+
+
+def _client_timeout(t: Timeout, deadline: float | None) -> aiohttp.ClientTimeout:
+    total = None
+    if deadline is not None:
+        total = deadline - time.monotonic()
+        if total <= 0:
+            raise TimeoutError("the total timeout expired")
+    return aiohttp.ClientTimeout(total=total, sock_connect=t.connect, sock_read=t.read)
+
+
+def _head_seconds(t: Timeout) -> float | None:
+    """The bound of connecting + waiting for the whole response head (status line, headers)."""
+    if t.read is None:
+        return None
+    return t.read + (t.connect or 0.0)
+
+
 class HTTPTransport:
     """The HTTP layer of one client: a lazily created aiohttp session, retries and timeouts.
 
     The session is created on the event loop that first uses the transport and stays bound to
-    it. Close the transport with :meth:`aclose` (or ``async with``).
+    it. Close the transport with :meth:`aclose` (or ``async with``): streams still reading then
+    raise :class:`~rxchat.APIConnectionError` at once.
 
     Args:
-        base_url: the API root including ``/v1``, e.g. ``"http://127.0.0.1:8000/v1"``.
+        base_url: the API root including ``/v1``, e.g. ``"http://127.0.0.1:8000/v1"``; a query
+            (Azure's ``?api-version=...``) is kept and sent with every request.
         api_key: sent as ``Authorization: Bearer ...``; ``None`` sends no Authorization header.
         timeout: default :class:`Timeout` of each request.
-        max_retries: retries of a request that failed before its body began (connection errors,
-            timeouts, 408, 409, 429, 5xx).
+        max_retries: retries of a request that failed before the status line of a 2xx answer
+            (connection errors, timeouts, 408, 409, 429, 5xx).
         default_headers: extra headers sent with every request.
+        default_query: query parameters added to every request's URL (as in the OpenAI SDK).
         verify_ssl: verify TLS certificates (keep it on; ``False`` is an explicit opt-out).
-        max_event_bytes: bound the memory of one SSE event (``EventTooLargeError`` beyond).
+        max_event_bytes: bound on one SSE event (``EventTooLargeError`` beyond); default 64 MiB.
+        max_response_bytes: bound on a non-streamed JSON answer; default 32 MiB.
         backoff_base: first retry delay in seconds (doubled per retry, with jitter).
         backoff_max: cap of the retry delay in seconds.
         connection_limit: simultaneous connections of the session (0 = unlimited).
@@ -228,22 +367,23 @@ class HTTPTransport:
         timeout: Timeout,
         max_retries: int = 2,
         default_headers: Mapping[str, str] | None = None,
+        default_query: Mapping[str, QueryValue] | None = None,
         verify_ssl: bool = True,
         max_event_bytes: int | None = None,
+        max_response_bytes: int | None = None,
         backoff_base: float = 0.5,
         backoff_max: float = 8.0,
         connection_limit: int = 1000,
         trust_env: bool = False,
     ) -> None:
-        url = URL(base_url)
-        if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(
-                f"base_url must be an absolute http(s) URL such as 'http://127.0.0.1:8000/v1', "
-                f"not {redact(str(url.with_user(None) if url.is_absolute() else url), api_key)!r}"
-            )
+        try:
+            base = BaseURL.parse(base_url, default_query)
+        except ValueError as err:
+            # The message shows the URL: take every secret out of it first.
+            raise ValueError(Redactor([api_key, *_url_secrets(base_url)]).text(str(err))) from None
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ValueError(f"max_retries must be an integer >= 0, not {max_retries!r}")
-        if api_key and (url.user is not None or url.password is not None):
+        if api_key and (base.user is not None or base.password is not None):
             # aiohttp would refuse at request time: one request cannot carry both credentials.
             raise ValueError(
                 "base_url carries user:password credentials and an api_key is set as well; "
@@ -251,16 +391,34 @@ class HTTPTransport:
             )
         if not isinstance(timeout, Timeout):
             raise TypeError(f"timeout must be a Timeout, not {timeout!r}; use Timeout.coerce()")
-        if max_event_bytes is not None and max_event_bytes <= 0:
-            raise ValueError(f"max_event_bytes must be > 0 or None, not {max_event_bytes!r}")
-        self._base = str(url).rstrip("/")
-        self._safe_base = redact(str(url.with_user(None)).rstrip("/"), api_key)
+        for name, limit in (
+            ("max_event_bytes", max_event_bytes),
+            ("max_response_bytes", max_response_bytes),
+        ):
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit <= 0
+            ):
+                raise ValueError(f"{name} must be an integer > 0 or None, not {limit!r}")
+        self._url = base
         self._api_key = api_key
+        self._default_headers = dict(default_headers or {})
+        self._redactor = Redactor.for_transport(
+            api_key=api_key,
+            user=base.user,
+            password=base.password,
+            headers=self._default_headers,
+            extra=base.secrets(),
+        )
+        self._safe_base = base.safe()
         self.timeout = timeout
         self.max_retries = max_retries
-        self._default_headers = dict(default_headers or {})
         self._verify_ssl = verify_ssl
-        self.max_event_bytes = max_event_bytes
+        self.max_event_bytes = (
+            DEFAULT_MAX_EVENT_BYTES if max_event_bytes is None else max_event_bytes
+        )
+        self.max_response_bytes = (
+            DEFAULT_MAX_RESPONSE_BYTES if max_response_bytes is None else max_response_bytes
+        )
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         self._connection_limit = connection_limit
@@ -268,6 +426,7 @@ class HTTPTransport:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._open: weakref.WeakSet[ChunkBatchStream] = weakref.WeakSet()
 
     @property
     def base_url(self) -> str:
@@ -278,6 +437,11 @@ class HTTPTransport:
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
         return self._closed
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the session is bound to (``None`` before the first request)."""
+        return self._loop
 
     def __repr__(self) -> str:
         return (
@@ -292,16 +456,49 @@ class HTTPTransport:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session and every connection it holds (idempotent)."""
+        """Close the session and every connection it holds (idempotent).
+
+        A stream still reading raises :class:`~rxchat.APIConnectionError` at once (after the
+        chunks already received), whichever task or thread closed the transport.
+        """
         self._closed = True
+        self._interrupt_streams()
         session, self._session = self._session, None
         if session is not None and not session.closed:
             await session.close()
 
+    def close_now(self) -> None:
+        """Close synchronously, without awaiting (a finalizer's close; prefer :meth:`aclose`).
+
+        Call it on the transport's loop or when that loop no longer runs.
+        """
+        self._closed = True
+        self._interrupt_streams()
+        session, self._session = self._session, None
+        if session is not None and not session.closed:
+            if not close_connector_now(session.connector):
+                loop = self._loop
+                if loop is not None and not loop.is_closed():
+                    loop.create_task(session.close())
+
+    def _interrupt_streams(self) -> None:
+        for stream in list(self._open):
+            stream.interrupt(
+                APIConnectionError(
+                    "the client was closed while the stream was waiting for data "
+                    f"(after {stream.chunks_received} chunks)",
+                    chunks_received=stream.chunks_received,
+                )
+            )
+
     def session(self) -> aiohttp.ClientSession:
-        """The aiohttp session, created on first use on the running loop."""
+        """The aiohttp session, created on first use on the running loop.
+
+        Raises:
+            APIConnectionError: the transport (its client) is closed.
+        """
         if self._closed:
-            raise RuntimeError("this rxchat transport (or its client) is closed")
+            raise APIConnectionError("this rxchat transport (or its client) is closed")
         loop = asyncio.get_running_loop()
         session = self._session
         if session is not None:
@@ -315,19 +512,22 @@ class HTTPTransport:
             limit=self._connection_limit,
             ssl=self._verify_ssl,
         )
+        trace = aiohttp.TraceConfig()
+        trace.on_connection_reuseconn.append(_mark_reused)
         session = aiohttp.ClientSession(
             connector=connector,
             trust_env=self._trust_env,
             auto_decompress=True,
             raise_for_status=False,
+            trace_configs=[trace],
         )
         self._session = session
         self._loop = loop
         return session
 
     def url(self, path: str) -> str:
-        """``base_url + path``."""
-        return self._base + (path if path.startswith("/") else "/" + path)
+        """``base_url + path`` (with the base URL's query and ``default_query``)."""
+        return str(self._url.url(path))
 
     def headers(self, extra: Mapping[str, str] | None, *, accept: str) -> dict[str, str]:
         """Request headers: ours, then ``default_headers``, then per-request ones."""
@@ -344,17 +544,12 @@ class HTTPTransport:
         return headers
 
     def redact(self, text: str) -> str:
-        """Remove the API key (and anything key-like) from a text."""
-        return redact(text, self._api_key)
+        """Remove every spelling of the transport's secrets (API key, URL password) from a text."""
+        return self._redactor.text(text)
 
     def backoff(self, retry: int, headers: Mapping[str, str] | None) -> float:
         """Delay before retry number ``retry`` (0-based): the server's hint, else backoff."""
-        if headers is not None:
-            hint = _retry_after(headers)
-            if hint is not None:
-                return hint
-        delay = min(self.backoff_max, self.backoff_base * (2.0**retry))
-        return delay * (1.0 - 0.25 * random.random())
+        return _retry.delay(retry, headers, base=self.backoff_base, cap=self.backoff_max)
 
     def stream(
         self,
@@ -387,59 +582,185 @@ class HTTPTransport:
     ) -> dict[str, Any]:
         """A non-streamed request; returns the parsed JSON object of the response.
 
-        Retries like :meth:`stream` (the whole exchange happens before any output exists).
+        Retries like :meth:`stream`, until the status line of a 2xx answer arrived; the body is
+        then read whole within the read timeout and ``max_response_bytes``, never re-sent.
 
         Raises:
             APIStatusError: (a subclass per status) the server answered 4xx/5xx.
             APIConnectionError: the server could not be reached or the connection broke.
             APITimeoutError: a timeout expired.
-            APIResponseValidationError: the answer is not a JSON object.
+            APIResponseValidationError: the answer is not a JSON object, or is too large.
         """
         t = timeout or self.timeout
-        url = self.url(path)
-        payload = dumps_body(body)
         deadline = _deadline(t)
-        retry = 0
+        resp, _ = await self._exchange(path, body, headers, "application/json", t, deadline)
+        try:
+            raw, cut = await self._read_whole(resp, self.max_response_bytes, t, "the JSON answer")
+        except BaseException as err:
+            resp.close()
+            if isinstance(err, NETWORK_ERRORS):
+                raise self._map(err, t, deadline)[0] from err
+            raise
+        resp.release()
+        if cut:
+            raise APIResponseValidationError(
+                f"the server's answer is larger than max_response_bytes={self.max_response_bytes}"
+                " (after decompression); reading stopped there",
+                body=None,
+            )
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if not isinstance(data, dict):
+            text = self.redact(raw[:500].decode("utf-8", "replace"))
+            raise APIResponseValidationError(
+                f"the server's answer is not a JSON object: {text!r}", body=text
+            )
+        return data
+
+    # -- the attempt loop, shared by post_json and ChunkBatchStream ---------------------------
+
+    async def _exchange(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        extra_headers: Mapping[str, str] | None,
+        accept: str,
+        t: Timeout,
+        deadline: float | None,
+    ) -> tuple[aiohttp.ClientResponse, int]:
+        """Send until a 2xx status line and headers arrived; returns the response and the retries.
+
+        * A 4xx/5xx answer is read (bounded) into its typed error, retried when the policy says
+          so (:mod:`rxchat._retry`), else raised.
+        * A failure before the status line — connecting, sending, waiting for the head — is
+          retried up to ``max_retries`` times with backoff; not one that happened after it.
+        * A failure on a *reused* pooled connection before any response byte (the server had
+          closed it while idle) is re-sent at once on another connection: no backoff, not
+          counted as a retry.
+        * A 307/308 redirect within the same origin (scheme, host, port) is followed with the
+          same method and body (5 at most); any other redirect is raised as an
+          :class:`~rxchat.APIStatusError`, so nothing is ever sent to another origin.
+        """
+        url = self._url.url(path)
+        payload = dumps_body(body)
+        retry = resends = redirects = 0
         while True:
             error: RxChatError
+            retryable = True
             retry_headers: Mapping[str, str] | None = None
+            attempt = _Attempt()
             try:
-                session = self.session()
-                async with session.post(
-                    url,
-                    data=payload,
-                    headers=self._attempt_headers(headers, "application/json", retry),
-                    timeout=_client_timeout(t, deadline),
-                ) as resp:
+                resp = await self._send(
+                    url, payload, extra_headers, accept, retry, t, deadline, attempt
+                )
+            except NETWORK_ERRORS as err:
+                if self._closed:
+                    raise self._closed_error() from None
+                if attempt.reused and resends < _MAX_STALE_RESENDS and _stale(err):
+                    resends += 1
                     log.debug(
-                        "POST %s -> %d (attempt %d)", self._safe_url(path), resp.status, retry + 1
+                        "POST %s: the pooled connection was closed by the server (%s); "
+                        "sending again on another connection",
+                        self._safe_url(path),
+                        type(err).__name__,
                     )
-                    if resp.status >= 300:
-                        error, retryable = await self._status_error(resp)
-                        retry_headers = resp.headers
-                    else:
-                        raw = await resp.read()
-                        try:
-                            data = orjson.loads(raw)
-                        except orjson.JSONDecodeError:
-                            data = None
-                        if not isinstance(data, dict):
-                            text = raw[:500].decode("utf-8", "replace")
-                            raise APIResponseValidationError(
-                                f"the server's answer is not a JSON object: {self.redact(text)!r}",
-                                body=text,
-                            )
-                        return data
-            except (TimeoutError, aiohttp.ClientError, OSError) as err:
-                error, retryable = self._connection_error(err, t, deadline, chunks=0)
+                    continue
+                error, retryable = self._map(err, t, deadline)
+            else:
+                status = resp.status
+                log.debug(
+                    "POST %s -> %d (attempt %d%s)",
+                    self._safe_url(path),
+                    status,
+                    retry + 1,
+                    ", stream" if accept == "text/event-stream" else "",
+                )
+                if status < 300:
+                    return resp, retry
+                if status in _REDIRECT_STATUSES:
+                    target = self._redirect_target(resp, url)
+                    resp.release()
+                    if target is not None and status in (307, 308) and redirects < _MAX_REDIRECTS:
+                        redirects += 1
+                        url = target
+                        continue
+                    raise self._redirect_error(resp, target, redirects)
+                try:
+                    error, retryable = await self._status_error(resp, t)
+                finally:
+                    resp.release()
+                retry_headers = resp.headers
             if not await self._before_retry(retryable, retry, error, retry_headers, deadline, path):
                 raise error
             retry += 1
 
-    # -- shared by post_json and ChunkBatchStream ------------------------------------------
+    async def _send(
+        self,
+        url: URL,
+        payload: bytes,
+        extra_headers: Mapping[str, str] | None,
+        accept: str,
+        retry: int,
+        t: Timeout,
+        deadline: float | None,
+        attempt: _Attempt,
+    ) -> aiohttp.ClientResponse:
+        """One attempt, up to a complete response head within the head bound."""
+        session = self.session()
+        request = session.post(
+            url,
+            data=payload,
+            headers=self._attempt_headers(extra_headers, accept, retry),
+            timeout=_client_timeout(t, deadline),
+            allow_redirects=False,
+            trace_request_ctx=attempt,
+        )
+        seconds = _head_seconds(t)
+        if seconds is None:
+            return await request
+        cm = asyncio.timeout(seconds)
+        try:
+            async with cm:
+                return await request
+        except TimeoutError as err:
+            if cm.expired():
+                raise PhaseTimeout("the response head (status line and headers)", t.read) from err
+            raise
+
+    async def _read_whole(
+        self, resp: aiohttp.ClientResponse, limit: int, t: Timeout, what: str
+    ) -> tuple[bytes, bool]:
+        """A whole body, within the read timeout (the whole body, not between bytes) and ``limit``."""
+        if t.read is None:
+            return await _read_bounded(resp.content, limit)
+        cm = asyncio.timeout(t.read)
+        try:
+            async with cm:
+                return await _read_bounded(resp.content, limit)
+        except TimeoutError as err:
+            if cm.expired():
+                raise PhaseTimeout(what, t.read) from err
+            raise
+
+    def _map(
+        self, err: BaseException, t: Timeout, deadline: float | None, *, chunks: int = 0
+    ) -> tuple[APIConnectionError, bool]:
+        return map_error(
+            err,
+            timeout=t,
+            deadline=deadline,
+            chunks=chunks,
+            where=self._safe_base,
+            redactor=self._redactor,
+        )
+
+    def _closed_error(self) -> APIConnectionError:
+        return APIConnectionError("the client was closed before the answer arrived")
 
     def _safe_url(self, path: str) -> str:
-        return self._safe_base + (path if path.startswith("/") else "/" + path)
+        return self._url.safe(path)
 
     def _attempt_headers(
         self, extra: Mapping[str, str] | None, accept: str, retry: int
@@ -448,21 +769,63 @@ class HTTPTransport:
         headers["x-rxchat-retry-count"] = str(retry)
         return headers
 
-    async def _status_error(self, resp: aiohttp.ClientResponse) -> tuple[APIStatusError, bool]:
-        """Read (a bounded part of) an error body and build the typed error."""
-        raw = bytearray()
+    def _redirect_target(self, resp: aiohttp.ClientResponse, url: URL) -> URL | None:
+        """Where a redirect points, when it stays in the origin of ``url`` (else None)."""
+        location = resp.headers.get("Location")
+        if not location:
+            return None
         try:
-            while len(raw) < _MAX_ERROR_BODY:
-                part = await resp.content.readany()
-                if not part:
-                    break
-                raw += part
-        except (TimeoutError, aiohttp.ClientError, OSError):
-            pass  # the status is the error; a broken error body does not hide it
-        text = self.redact(bytes(raw[:_MAX_ERROR_BODY]).decode("utf-8", "replace"))
+            target = url.join(URL(location))
+        except (ValueError, TypeError):
+            return None
+        return target if _same_origin(url, target) else None
+
+    def _redirect_error(
+        self, resp: aiohttp.ClientResponse, target: URL | None, redirects: int
+    ) -> APIStatusError:
+        location = resp.headers.get("Location") or ""
+        try:
+            shown = str(URL(location).with_user(None).with_query(None)) if location else "nowhere"
+        except (ValueError, TypeError):
+            shown = "an invalid location"
+        if redirects >= _MAX_REDIRECTS and target is not None:
+            why = f"more than {_MAX_REDIRECTS} redirects"
+        elif target is None and location:
+            why = "rxchat does not follow redirects to another origin (scheme, host and port)"
+        else:
+            why = "rxchat follows only 307/308 redirects, which keep the method and the body"
+        message = self.redact(
+            f"the server redirected ({resp.status}) to {shown}: {why}, so that the request and "
+            "its credentials never go elsewhere; set base_url to the address that answers"
+        )
+        status = resp.status
+        return status_error_class(status)(
+            message,
+            status_code=status,
+            response=self._response_info(resp),
+            body=None,
+            request_id=resp.headers.get("x-request-id"),
+        )
+
+    def _response_info(self, resp: aiohttp.ClientResponse) -> ResponseInfo:
+        return ResponseInfo(
+            status=resp.status,
+            headers=self._redactor.headers(resp.headers),
+            url=self.redact(str(resp.url.with_user(None))),
+        )
+
+    async def _status_error(
+        self, resp: aiohttp.ClientResponse, t: Timeout
+    ) -> tuple[APIStatusError, bool]:
+        """Read (a bounded part of) an error body, within the read timeout, into the typed error."""
+        try:
+            raw, _ = await self._read_whole(resp, MAX_ERROR_BODY, t, "the error body")
+        except NETWORK_ERRORS:
+            raw = b""  # the status is the error; a broken or endless error body does not hide it
+        text = self.redact(raw.decode("utf-8", "replace"))
         body: object
         try:
-            body = orjson.loads(text)
+            body = self._redactor.value(orjson.loads(text))
         except orjson.JSONDecodeError:
             body = text or None
         status = resp.status
@@ -470,51 +833,11 @@ class HTTPTransport:
         error = cls(
             self.redact(_status_message(status, resp.reason, body, text)),
             status_code=status,
-            response=ResponseInfo(
-                status=status,
-                headers=resp.headers,
-                url=self.redact(str(resp.url.with_user(None))),
-            ),
+            response=self._response_info(resp),
             body=body,
             request_id=resp.headers.get("x-request-id"),
         )
-        should = resp.headers.get("x-should-retry")
-        if should == "true":
-            retryable = True
-        elif should == "false":
-            retryable = False
-        else:
-            retryable = status in _RETRY_STATUSES or status >= 500
-        return error, retryable
-
-    def _connection_error(
-        self, err: BaseException, t: Timeout, deadline: float | None, *, chunks: int
-    ) -> tuple[APIConnectionError, bool]:
-        """Map an aiohttp / OS error to ours; the bool says whether a retry may help."""
-        after = f" after {chunks} chunks" if chunks else ""
-        error: APIConnectionError
-        if isinstance(err, aiohttp.ConnectionTimeoutError):
-            error = APITimeoutError(f"connect timeout: no connection within {t.connect} s")
-        elif isinstance(err, aiohttp.ServerTimeoutError):
-            error = APITimeoutError(f"read timeout: the server sent nothing for {t.read} s{after}")
-        elif isinstance(err, TimeoutError):
-            if deadline is not None and time.monotonic() >= deadline - 0.001:
-                error = APITimeoutError(f"total timeout of {t.total} s expired{after}")
-            else:
-                error = APITimeoutError(f"request timed out{after}")
-        else:
-            detail = self.redact(str(err)) or type(err).__name__
-            if chunks:
-                message = f"the connection broke{after}: {detail}"
-            else:
-                message = f"connection error ({self._safe_base}): {detail}"
-            error = APIConnectionError(message)
-        error.chunks_received = chunks
-        error.__cause__ = err
-        retryable = not isinstance(
-            err, aiohttp.ClientConnectorCertificateError | aiohttp.ClientSSLError
-        )
-        return error, retryable
+        return error, _retry.should_retry_status(status, resp.headers)
 
     async def _before_retry(
         self,
@@ -544,74 +867,52 @@ class HTTPTransport:
         return True
 
 
-def _deadline(t: Timeout) -> float | None:
-    return None if t.total is None else time.monotonic() + t.total
+def _url_secrets(base_url: str) -> list[str]:
+    try:
+        url = URL(base_url)
+    except (ValueError, TypeError):
+        return []
+    return [url.password] if url.password else []
 
 
-def _client_timeout(t: Timeout, deadline: float | None) -> aiohttp.ClientTimeout:
-    total = None
-    if deadline is not None:
-        total = deadline - time.monotonic()
-        if total <= 0:
-            raise TimeoutError("the total timeout expired")
-    return aiohttp.ClientTimeout(total=total, sock_connect=t.connect, sock_read=t.read)
-
-
-def _redact_value(value: Any, redact_text: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v, redact_text) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact_value(v, redact_text) for v in value]
-    return value
-
-
-def _redact_error(err: RxChatError, redact_text: Callable[[str], str]) -> None:
-    """Remove the API key from an error built out of the body (a server may echo the key)."""
-    err.message = redact_text(err.message)
+def _redact_error(err: RxChatError, redactor: Redactor) -> None:
+    """Remove the secrets from an error the decoder built out of the body (a server may echo them)."""
+    if not redactor:
+        return
+    err.message = redactor.text(err.message)
     err.args = (err.message,)
     raw = getattr(err, "raw", None)
     if isinstance(raw, str):
-        err.raw = redact_text(raw)  # type: ignore[attr-defined]
+        err.raw = redactor.text(raw)  # type: ignore[attr-defined]
     if isinstance(err, APIError) and err.body is not None:
-        err.body = _redact_value(err.body, redact_text)
+        err.body = redactor.value(err.body)
         info = err.body.get("error", err.body) if isinstance(err.body, dict) else None
         info = info if isinstance(info, dict) else {}
         err.code, err.param, err.type = info.get("code"), info.get("param"), info.get("type")
-
-
-def _take_buffered(resp: aiohttp.ClientResponse) -> bytes:
-    """The body bytes aiohttp received but had not handed out yet (empty when none)."""
-    content = resp.content
-    buffer = getattr(content, "_buffer", None)  # StreamReader's deque of received bytes
-    if not buffer:
-        return b""
-    offset = getattr(content, "_buffer_offset", 0)
-    data = b"".join(buffer)[offset:]
-    buffer.clear()
-    if offset:
-        content._buffer_offset = 0
-    return data
+    redactor.scrub(err.__cause__)
+    redactor.scrub(err.__context__)
 
 
 _NEW, _OPEN, _ENDED = 0, 1, 2
 _FEED_SIZE = FEED_SIZE  # bytes decoded per batch at most
+_READ_ERRORS: tuple[type[BaseException], ...] = (*NETWORK_ERRORS, APIConnectionError)
 
 
 class ChunkBatchStream:
     """One streamed request, read as lists of chunks (one list per read, never empty).
 
     An async iterator and an async context manager. Entering the context (or the first
-    ``__anext__``) sends the request, retrying failures that happen before the body begins;
-    status errors are raised there. Then each iteration returns the chunks decoded from one read
-    of the socket (a read larger than 8 KiB is decoded in 8 KiB slices, one list each). A fault
-    in the body (invalid JSON, an ``error`` frame, a broken connection, a
-    body without ``[DONE]`` or finish reason) first delivers the chunks decoded before it, then
-    raises on the next iteration. ``data: [DONE]`` ends the iteration and the reading.
+    ``__anext__``) sends the request, retrying failures that happen before the status line of
+    a 2xx answer; status errors are raised there. Then each iteration returns the chunks
+    decoded from one read of the socket (a read larger than 8 KiB is decoded in 8 KiB slices,
+    one list each). A fault in the body (invalid JSON, an ``error`` frame, a broken connection,
+    a body without ``[DONE]`` or finish reason) first delivers the chunks decoded before it,
+    then raises on the next iteration. ``data: [DONE]`` ends the iteration and the reading.
 
     :meth:`aclose` (also on leaving ``async with``, on cancellation of the reading task, and when
-    the object is garbage collected) closes the TCP connection at once.
+    the object is garbage collected) closes the TCP connection at once. Closing the transport,
+    or the connection dropping under a reader that aiohttp would not wake, raises
+    :class:`~rxchat.APIConnectionError` in the waiting reader.
 
     Attributes:
         chunks_received: chunks delivered so far.
@@ -627,6 +928,7 @@ class ChunkBatchStream:
         "_decoder",
         "_extra_headers",
         "_idle_deadline",
+        "_lost_watch",
         "_path",
         "_pending_error",
         "_pos",
@@ -662,6 +964,7 @@ class ChunkBatchStream:
         self._pending_error: BaseException | None = None
         self._deadline: float | None = None
         self._idle_deadline: float | None = None  # model output must arrive before this
+        self._lost_watch: Callable[[], None] | None = None
         self.response_headers: Mapping[str, str] | None = None
         self.status_code: int | None = None
         self.retries = 0
@@ -723,72 +1026,71 @@ class ChunkBatchStream:
     async def _open(self) -> None:
         tr = self._transport
         t = self._timeout
-        path = self._path
-        url = tr.url(path)
-        payload = dumps_body(self._body)
         deadline = self._deadline = _deadline(t)
-        retry = 0
-        while True:
-            error: RxChatError
-            retryable = True
-            retry_headers: Mapping[str, str] | None = None
-            resp: aiohttp.ClientResponse | None = None
-            try:
-                session = tr.session()
-                resp = await session.post(
-                    url,
-                    data=payload,
-                    headers=tr._attempt_headers(self._extra_headers, "text/event-stream", retry),
-                    timeout=_client_timeout(t, deadline),
-                )
-                log.debug(
-                    "POST %s -> %d (attempt %d, stream)", tr._safe_url(path), resp.status, retry + 1
-                )
-                if resp.status >= 300:
-                    try:
-                        error, retryable = await tr._status_error(resp)
-                    finally:
-                        resp.release()
-                    retry_headers = resp.headers
-                else:
-                    ctype = resp.headers.get("content-type", "")
-                    if ctype.startswith("application/json"):
-                        try:
-                            await self._json_instead_of_stream(resp)
-                        finally:
-                            resp.close()
-                    # Read the first bytes here: until the body has begun, a failure may be
-                    # retried; afterwards never (the stream would be replayed).
-                    first = await resp.content.readany()
-                    self._resp = resp
-                    self._rest = first  # decoded by the first __anext__
-                    self._pos = 0
-                    self._state = _OPEN
-                    if t.idle is not None:
-                        self._idle_deadline = asyncio.get_running_loop().time() + t.idle
-                    self.status_code = resp.status
-                    self.response_headers = resp.headers
-                    self.retries = retry
-                    return
-            except (TimeoutError, aiohttp.ClientError, OSError) as err:
-                if resp is not None:
-                    resp.close()
-                error, retryable = tr._connection_error(err, t, deadline, chunks=0)
-            except BaseException:
-                if resp is not None:
-                    resp.close()
-                raise
-            if not await tr._before_retry(retryable, retry, error, retry_headers, deadline, path):
-                raise error
-            retry += 1
+        resp, self.retries = await tr._exchange(
+            self._path, self._body, self._extra_headers, "text/event-stream", t, deadline
+        )
+        # From here on the request is never sent again: the server answered 2xx.
+        self._resp = resp
+        self.status_code = resp.status
+        self.response_headers = resp.headers
+        try:
+            ctype = resp.headers.get("content-type", "")
+            if ctype.lower().lstrip().startswith("application/json"):
+                await self._json_instead_of_stream(resp)
+            # Read the first bytes here: start() returns once the body has begun.
+            first = await resp.content.readany()
+        except NETWORK_ERRORS as err:
+            raise tr._map(err, t, deadline)[0] from err
+        self._rest = first  # decoded by the first __anext__
+        self._pos = 0
+        self._state = _OPEN
+        if t.idle is not None:
+            self._idle_deadline = asyncio.get_running_loop().time() + t.idle
+        tr._open.add(self)
+        self._watch_connection(resp)
+
+    def _watch_connection(self, resp: aiohttp.ClientResponse) -> None:
+        """Wake the reader when the connection is lost and aiohttp did not (C parser, close)."""
+        ref = weakref.ref(self)
+
+        def lost() -> None:
+            stream = ref()
+            if stream is not None and stream._resp is resp:
+                stream._lost()
+
+        self._lost_watch = on_connection_lost(resp, lost)
+
+    def _lost(self) -> None:
+        resp = self._resp
+        if resp is None or self._state != _OPEN:
+            return
+        content = resp.content
+        if content.is_eof() or content.exception() is not None:
+            return  # aiohttp woke the reader itself (end of body, or its own error)
+        n = self.chunks_received
+        fail_reader(
+            content,
+            APIConnectionError(
+                f"the connection was closed in the middle of the body after {n} chunks "
+                "(the server sent a malformed body or closed the connection)",
+                chunks_received=n,
+            ),
+        )
+
+    def interrupt(self, error: APIConnectionError) -> None:
+        """Make a read waiting for bytes (and every later one) raise ``error`` (any task)."""
+        resp = self._resp
+        if resp is not None and self._state == _OPEN:
+            fail_reader(resp.content, error)
 
     async def _json_instead_of_stream(self, resp: aiohttp.ClientResponse) -> None:
         """A 2xx JSON answer to a streamed request: an error object, or a protocol break."""
         tr = self._transport
-        raw = await resp.read()
-        text = tr.redact(raw[:_MAX_ERROR_BODY].decode("utf-8", "replace"))
+        raw, _ = await tr._read_whole(resp, MAX_ERROR_BODY, self._timeout, "the JSON answer")
+        text = tr.redact(raw.decode("utf-8", "replace"))
         try:
-            body: object = orjson.loads(text)
+            body: object = tr._redactor.value(orjson.loads(text))
         except orjson.JSONDecodeError:
             body = text
         if isinstance(body, dict) and "error" in body:
@@ -849,35 +1151,41 @@ class ChunkBatchStream:
                         # the consumer's own time between batches is not the model's silence.
                         self._idle_deadline = -1.0
                     return chunks
-        except (TimeoutError, aiohttp.ClientError, OSError) as err:
-            # aiohttp raises a broken connection's error before handing out the bytes it had
-            # already buffered (a FIN right behind the last chunks, read while the consumer was
-            # busy): decode them first, so nothing that was received is lost.
-            rest = _take_buffered(resp)
-            self._end(close=True)
-            chunks = decoder.feed(rest) if rest else []
-            if decoder.done or decoder.error is not None:
-                return self._last_batch(chunks)
-            error, _ = self._transport._connection_error(
-                err, self._timeout, self._deadline, chunks=decoder.chunks_received
-            )
-            if chunks:
-                error.__cause__ = err
-                self._pending_error = error
-                return chunks
-            raise error from err
-        except RuntimeError as err:  # aiohttp: "Connection closed." (the client was closed)
-            self._end(close=True)
-            if isinstance(err, RxChatError):  # ours derive from RuntimeError too
-                raise
-            n = decoder.chunks_received
-            raise APIConnectionError(
-                f"the connection was closed after {n} chunks: {err}", chunks_received=n
-            ) from err
+        except _READ_ERRORS as err:
+            return self._broken(resp, err)
         except BaseException:
             # Cancellation, a decoder error, StopAsyncIteration: the connection goes now.
             self._end(close=True)
             raise
+
+    def _broken(
+        self, resp: aiohttp.ClientResponse, err: BaseException
+    ) -> list[ChatCompletionChunk]:
+        """The body broke off: deliver what was received, then raise the mapped error."""
+        # aiohttp raises a broken connection's error before handing out the bytes it had
+        # already buffered (a FIN right behind the last chunks, read while the consumer was
+        # busy): decode them first, so nothing that was received is lost.
+        decoder = self._decoder
+        rest = take_buffered(resp.content)
+        self._end(close=True)
+        chunks = decoder.feed(rest) if rest else []
+        if decoder.done or decoder.error is not None:
+            return self._last_batch(chunks)
+        n = decoder.chunks_received
+        error: APIConnectionError
+        if isinstance(err, APIConnectionError):  # ours: idle timeout, closed client, lost
+            error = err
+            error.chunks_received = n
+        else:
+            error = self._transport._map(err, self._timeout, self._deadline, chunks=n)[0]
+        if chunks:
+            if error is not err:
+                error.__cause__ = err
+            self._pending_error = error
+            return chunks
+        if error is err:
+            raise error
+        raise error from err
 
     async def _read_before_idle(self) -> bytes:
         """Read on, but no longer than the idle deadline: only chunks move it, not keep-alives."""
@@ -904,7 +1212,7 @@ class ChunkBatchStream:
         # [DONE] cleanly: the connection may go back to the pool when the body has ended.
         self._end(close=error is not None)
         if error is not None:
-            _redact_error(error, self._transport.redact)
+            _redact_error(error, self._transport._redactor)
             if not chunks:
                 raise error
             self._pending_error = error
@@ -917,6 +1225,10 @@ class ChunkBatchStream:
         self._rest = None
         resp, self._resp = self._resp, None
         if resp is not None:
+            self._transport._open.discard(self)
+            unwatch, self._lost_watch = self._lost_watch, None
+            if unwatch is not None:
+                unwatch()
             if close:
                 resp.close()
             else:

@@ -33,12 +33,15 @@ has one, so ``except openai.RateLimitError`` becomes ``except rxchat.RateLimitEr
 Whatever arrived before an error stays reachable on it: ``.completion`` (alias ``.partial``) is the
 accumulated :class:`~rxchat.types.ChatCompletion` snapshot when something accumulated the stream,
 and ``.chunks_received`` counts the chunks that were delivered before the error.
-The API key never appears in any message: server bodies are passed through :func:`redact`.
+The API key never appears in any message: every text an error is built from (server bodies,
+headers, aiohttp's messages) is passed through :func:`redact` first.
 """
 
 from __future__ import annotations
 
-import re
+import functools
+import json
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -72,20 +75,41 @@ __all__ = [
     "UnknownToolError",
     "UnprocessableEntityError",
     "redact",
+    "secret_forms",
     "status_error_class",
 ]
 
-_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
-_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{6,}")
+
+@functools.lru_cache(maxsize=64)
+def secret_forms(secret: str) -> tuple[str, ...]:
+    """The spellings of ``secret`` a server may echo: as is, JSON-escaped, ``\\/``-escaped, URL-quoted."""
+    forms = {secret}
+    escaped = json.dumps(secret)[1:-1]  # quotes, backslashes, control and non-ASCII characters
+    forms.add(escaped)
+    forms.add(escaped.replace("/", "\\/"))  # JSON allows "\/" for "/" (PHP, some proxies)
+    forms.add(secret.replace("/", "\\/"))
+    forms.add(json.dumps(secret, ensure_ascii=False)[1:-1])
+    forms.add(urllib.parse.quote(secret, safe=""))
+    forms.add(urllib.parse.quote_plus(secret, safe=""))
+    # Longest first: a form that contains another is replaced whole.
+    return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
 def redact(text: str, *secrets: str | None) -> str:
-    """Remove secrets (and anything that looks like a bearer token or ``sk-`` key) from text."""
+    """Replace every spelling of each secret in ``text`` with ``***``.
+
+    Only the given values are removed (see :func:`secret_forms`), never text that merely looks
+    like a key, so a server's own words ("Authorization: Bearer YOUR_KEY") stay as they were.
+    """
     for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _BEARER.sub(r"\1***", text)
-    return _KEYLIKE.sub(r"\1***", text)
+        if secret and len(secret) >= _MIN_SECRET:
+            for form in secret_forms(secret):
+                if form in text:
+                    text = text.replace(form, "***")
+    return text
+
+
+_MIN_SECRET = 4  # shorter "secrets" (a test key "k") would garble every message
 
 
 class RxChatError(RuntimeError):
