@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import sys
 import tempfile
 
@@ -55,6 +56,8 @@ SEEDS = [
     b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n',
     b'event: error\ndata: {"error":{"message":"boom"}}\n\n',
     b": keep-alive\r\n\r\ndata: [DONE]\r\n\r\n",
+    b'data: {"created":' + b"9" * 4301 + b',"choices":[]}\n\n',
+    b'data: {"choices":[],"usage":{"prompt_tokens":-' + b"1" * 4300 + b"}}\n\n",
 ]
 
 examples = 0
@@ -85,6 +88,19 @@ def _check_reader(payload: str) -> None:
     assert fast is None or models_identical(fast, expected), payload
 
 
+# Integer literal lengths around Python's int-string conversion limit (4,300 digits) and the
+# C reader's own cut-off (18 characters): the first integer of each input is also tried at one.
+BIG_SIZES = (18, 19, 20, 4299, 4300, 4301, 4302, 10_000)
+_DIGITS = re.compile(r"\d+")
+
+
+def _with_long_integer(text: str, size: int) -> str | None:
+    match = _DIGITS.search(text)
+    if match is None:
+        return None
+    return text[: match.start()] + "9" * size + text[match.end() :]
+
+
 def _run(data: bytes) -> None:
     fdp = atheris.FuzzedDataProvider(data)
     cuts = sorted(fdp.ConsumeIntInRange(0, 1 << 16) for _ in range(fdp.ConsumeIntInRange(0, 4)))
@@ -94,6 +110,25 @@ def _run(data: bytes) -> None:
     for line in text.splitlines():
         if line.startswith("data: "):
             _check_reader(line[6:])
+            long_form = _with_long_integer(line[6:], BIG_SIZES[len(body) % len(BIG_SIZES)])
+            if long_form is not None:
+                _check_reader(long_form)
+                _decode_all(("data: " + long_form + "\n\n").encode())
+    _decode_stream(body, cuts)
+
+
+def _decode_all(body: bytes) -> None:
+    """A body decoded in one read: only rxchat errors may come out."""
+    decoder = ChunkDecoder()
+    try:
+        decoder.feed(body)
+        if decoder.error is None and not decoder.done:
+            decoder.close()
+    except RxChatError:
+        pass
+
+
+def _decode_stream(body: bytes, cuts: list[int]) -> None:
     edges = [0, *[c % (len(body) + 1) for c in cuts], len(body)]
     decoder = ChunkDecoder(max_event_bytes=None if len(body) % 3 else 64)
     chunks = []

@@ -8,7 +8,7 @@ text, and a body that ends with neither a finish reason nor ``[DONE]`` is incomp
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NoReturn, cast
 
 import orjson
@@ -59,6 +59,31 @@ _build_all: Callable[[list[str]], list[ChatCompletionChunk]] = (
 straight from the JSON), pydantic for what it leaves. Raises pydantic's ValidationError."""
 
 
+def _asks_usage(request: Mapping[str, Any] | None) -> bool:
+    options = request.get("stream_options") if request is not None else None
+    return isinstance(options, Mapping) and options.get("include_usage") is True
+
+
+def _with_positional_indices(raw: str, err: ValidationError) -> ChatCompletionChunk | None:
+    """The chunk, when all that was wrong is choices without ``index`` (some proxies send
+    ``{"choices":[{"delta":{...}}]}``): each takes its position in the list. Else None."""
+    errors = err.errors()
+    if not all(
+        e["type"] == "missing" and len(e["loc"]) == 3 and e["loc"][0] == "choices"
+        and e["loc"][2] == "index"
+        for e in errors
+    ):
+        return None
+    try:
+        body = orjson.loads(raw)
+        for position, choice in enumerate(body["choices"]):
+            if "index" not in choice:
+                choice["index"] = position
+        return _validate_chunk_json(orjson.dumps(body))  # type: ignore[arg-type]
+    except (orjson.JSONDecodeError, ValidationError, TypeError, KeyError):
+        return None
+
+
 def _preview(raw: str) -> str:
     return raw if len(raw) <= _RAW_PREVIEW else raw[:_RAW_PREVIEW] + f"... ({len(raw)} chars)"
 
@@ -77,6 +102,11 @@ def _error_message(body: Any, raw: str) -> str:
 class ChunkDecoder:
     """Decode a streamed chat-completion body, read by read.
 
+    A body that ends without ``data: [DONE]`` is complete only when every choice that appeared
+    finished and, when ``request`` (the request body) asked for
+    ``stream_options.include_usage``, the usage chunk arrived; else :meth:`close` raises
+    :class:`IncompleteStreamError`.
+
     ``feed`` returns the chunks completed by a read. When a read contains something invalid, the
     chunks before it are still returned and :attr:`error` is set; the caller delivers the chunks,
     then raises the error. Nothing that arrived before a fault is lost.
@@ -88,14 +118,38 @@ class ChunkDecoder:
     ([], True)
     """
 
-    __slots__ = ("_sse", "chunks_received", "done", "error", "finished")
+    __slots__ = (
+        "_closed",
+        "_expect_usage",
+        "_open",
+        "_sse",
+        "_usage_seen",
+        "chunks_received",
+        "done",
+        "error",
+        "finished",
+    )
 
-    def __init__(self, *, max_event_bytes: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_event_bytes: int | None = None,
+        request: Mapping[str, Any] | None = None,
+    ) -> None:
         self._sse = SSEDecoder(max_event_bytes=max_event_bytes)
         self.done = False  # "data: [DONE]" seen
         self.finished = False  # some choice reported a finish reason
         self.error: RxChatError | None = None
         self.chunks_received = 0
+        self._open: set[int] = set()  # choices seen that have not finished
+        self._closed: set[int] = set()  # choices that finished
+        self._usage_seen = False
+        self._expect_usage = _asks_usage(request)
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time (ms) set by the last ``retry:`` field of the body, or None."""
+        return self._sse.retry
 
     @property
     def comments(self) -> int:
@@ -122,8 +176,7 @@ class ChunkDecoder:
             except ValidationError:
                 pass
             else:
-                if not self.finished:
-                    self._check_finished(chunks)
+                self._track(chunks)
                 self.chunks_received += len(chunks)
                 if sse.error is not None:
                     self._fail(sse.error)  # an oversized event after these chunks
@@ -139,33 +192,62 @@ class ChunkDecoder:
             if chunk is None:  # [DONE]
                 break
             chunks.append(chunk)
-        if not self.finished:
-            self._check_finished(chunks)
+        self._track(chunks)
         self.chunks_received += len(chunks)
         if sse.error is not None and not self.done:
             # The read also held an oversized event after these chunks: deliver them, then fail.
             self._fail(sse.error)
         return chunks
 
-    def _check_finished(self, chunks: list[ChatCompletionChunk]) -> None:
+    def _track(self, chunks: list[ChatCompletionChunk]) -> None:
+        """Note which choices appeared and finished, and whether usage arrived."""
+        open_ = self._open
+        closed = self._closed
         for chunk in chunks:
+            if chunk.usage is not None:
+                self._usage_seen = True
             for choice in chunk.choices:
+                index = choice.index
                 if choice.finish_reason is not None:
+                    closed.add(index)
+                    open_.discard(index)
                     self.finished = True
-                    return
+                elif index not in closed:
+                    open_.add(index)
+
+    @property
+    def complete(self) -> bool:
+        """Whether the body so far is a whole answer: ``[DONE]`` arrived, or every choice that
+        appeared finished and, when the request asked for it, the usage chunk arrived."""
+        if self.done:
+            return True
+        return (
+            bool(self._closed)
+            and not self._open
+            and (self._usage_seen or not self._expect_usage)
+        )
+
+    def _missing(self) -> str:
+        if not self._closed and not self._open:
+            return "before any finish reason"
+        if self._open:
+            pending = ", ".join(str(i) for i in sorted(self._open))
+            plural = "s" if len(self._open) > 1 else ""
+            return f"before choice{plural} {pending} finished"
+        return "before the usage chunk the request asked for (stream_options.include_usage)"
 
     def close(self) -> None:
         """The body ended. Raises :class:`IncompleteStreamError` when it ended too early."""
         if self.error is not None:
             raise self.error
         self._sse.flush()
-        if self.done or self.finished:
+        if self.complete:
             return
         lost = self._sse.discarded_chars
         detail = f"; an unterminated event of {lost} characters was discarded" if lost else ""
         self._fail(
             IncompleteStreamError(
-                "the stream ended before any finish reason and without [DONE] "
+                f"the stream ended {self._missing()} and without [DONE] "
                 f"after {self.chunks_received} chunks{detail}"
             )
         )
@@ -187,6 +269,9 @@ class ChunkDecoder:
         try:
             return _validate_chunk_json(raw)
         except ValidationError as err:
+            chunk = _with_positional_indices(raw, err)
+            if chunk is not None:
+                return chunk
             self._reject(raw, err, event)
 
     @staticmethod

@@ -70,55 +70,95 @@ def _plan(cls: type[BaseModel], plans: dict[type[BaseModel], Any]) -> Any:
         raise _Unsupported(cls.__name__)
     fields: list[tuple[str, int, Any, Any]] = []
     for name, info in cls.model_fields.items():
-        if info.alias or info.validation_alias or info.default_factory or info.metadata:
-            raise _Unsupported(f"{cls.__name__}.{name}")
-        annotation = info.annotation
-        kind = 0
-        args = typing.get_args(annotation)
-        if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-            rest = [a for a in args if a is not type(None)]
-            if len(rest) != 1 or len(args) != 2:
-                raise _Unsupported(f"{cls.__name__}.{name}")
-            kind |= sp.K_NULLABLE
-            annotation = rest[0]
-            args = typing.get_args(annotation)
-        origin = typing.get_origin(annotation)
-        sub = None
-        if annotation is str:
-            kind |= sp.K_STR
-        elif annotation is int:
-            kind |= sp.K_INT
-        elif annotation is float:
-            kind |= sp.K_FLOAT
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            kind |= sp.K_MODEL
-            sub = _plan(annotation, plans)
-        elif origin is list and len(args) == 1 and args[0] is int:
-            kind |= sp.K_LIST_INT
-        elif (
-            origin is list
-            and len(args) == 1
-            and isinstance(args[0], type)
-            and issubclass(args[0], BaseModel)
-        ):
-            kind |= sp.K_LIST_MODEL
-            sub = _plan(args[0], plans)
-        elif origin is dict and args == (str, Any):
-            kind |= sp.K_DICT
-        else:
-            raise _Unsupported(f"{cls.__name__}.{name}: {info.annotation}")
-        default = info.default
-        if info.is_required():
-            kind |= sp.K_REQUIRED
-            default = None
-        elif type(default) is list and not default:
-            kind |= sp.K_FRESH_LIST
-        elif not isinstance(default, str | int | float | type(None)):
-            raise _Unsupported(f"{cls.__name__}.{name}: default {default!r}")
-        fields.append((name, kind, sub, default))
+        fields.append(_field(cls, name, info, plans))
     plan = sp.Plan(cls, tuple(fields))
     plans[cls] = plan
     return plan
+
+
+def _field(
+    cls: type[BaseModel], name: str, info: Any, plans: dict[type[BaseModel], Any]
+) -> tuple[str, int, Any, Any]:
+    """The (name, kind, sub-plan, default) of one field."""
+    assert _speedups is not None
+    sp = _speedups
+    if info.alias or info.validation_alias or info.metadata:
+        raise _Unsupported(f"{cls.__name__}.{name}")
+    if info.default_factory is not None:
+        # A model built by its factory when the key is missing (ChunkChoice.delta): read when
+        # present; a payload without it is left to pydantic, which calls the factory.
+        annotation = info.annotation
+        if not (
+            isinstance(annotation, type)
+            and issubclass(annotation, BaseModel)
+            and info.default_factory is annotation
+        ):
+            raise _Unsupported(f"{cls.__name__}.{name}: default factory")
+        try:
+            return (name, sp.K_MODEL | sp.K_REQUIRED, _plan(annotation, plans), None)
+        except _Unsupported:
+            return (name, sp.K_DEFER | sp.K_REQUIRED, None, None)
+    try:
+        return _mirrored_field(cls, name, info, plans)
+    except _Unsupported:
+        # A type the reader does not mirror (a union, dict[str, bool], ...): a payload that has
+        # the field goes to pydantic; one without it takes the default, as pydantic does.
+        default = info.default
+        if info.is_required() or not isinstance(default, str | int | float | type(None)):
+            raise
+        nullable = type(None) in typing.get_args(info.annotation)
+        return (name, sp.K_DEFER | (sp.K_NULLABLE if nullable else 0), None, default)
+
+
+def _mirrored_field(
+    cls: type[BaseModel], name: str, info: Any, plans: dict[type[BaseModel], Any]
+) -> tuple[str, int, Any, Any]:
+    assert _speedups is not None
+    sp = _speedups
+    annotation = info.annotation
+    kind = 0
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) != 1 or len(args) != 2:
+            raise _Unsupported(f"{cls.__name__}.{name}")
+        kind |= sp.K_NULLABLE
+        annotation = rest[0]
+        args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    sub = None
+    if annotation is str:
+        kind |= sp.K_STR
+    elif annotation is int:
+        kind |= sp.K_INT
+    elif annotation is float:
+        kind |= sp.K_FLOAT
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        kind |= sp.K_MODEL
+        sub = _plan(annotation, plans)
+    elif origin is list and len(args) == 1 and args[0] is int:
+        kind |= sp.K_LIST_INT
+    elif (
+        origin is list
+        and len(args) == 1
+        and isinstance(args[0], type)
+        and issubclass(args[0], BaseModel)
+    ):
+        kind |= sp.K_LIST_MODEL
+        sub = _plan(args[0], plans)
+    elif origin is dict and args == (str, Any):
+        kind |= sp.K_DICT
+    else:
+        raise _Unsupported(f"{cls.__name__}.{name}: {info.annotation}")
+    default = info.default
+    if info.is_required():
+        kind |= sp.K_REQUIRED
+        default = None
+    elif type(default) is list and not default:
+        kind |= sp.K_FRESH_LIST
+    elif not isinstance(default, str | int | float | type(None)):
+        raise _Unsupported(f"{cls.__name__}.{name}: default {default!r}")
+    return (name, kind, sub, default)
 
 
 def models_identical(a: Any, b: Any) -> bool:

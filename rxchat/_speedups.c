@@ -28,6 +28,8 @@ enum {
     K_LIST_MODEL = 5,
     K_LIST_INT = 6,
     K_DICT = 7,
+    K_DEFER = 8, /* a field this module does not mirror: present (and not null where optional),
+                  * the payload goes to pydantic */
 };
 #define K_BASE 0xff
 #define K_NULLABLE 0x100
@@ -152,7 +154,7 @@ static PyObject *plan_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
             goto error;
         }
         int base = kind & K_BASE;
-        if (base < K_STR || base > K_DICT) {
+        if (base < K_STR || base > K_DEFER) {
             PyErr_Format(PyExc_ValueError, "field %R: unknown kind %d", name, kind);
             goto error;
         }
@@ -327,8 +329,8 @@ out:
 }
 
 /* A number at r->p, checked against the JSON grammar. want: 'i' an int (integer literals only),
- * 'f' a float, 'a' either, as pydantic's JSON reader gives for Any (int for integer literals,
- * whatever their size). */
+ * 'f' a float, 'a' either, as pydantic's JSON reader gives for Any (int for integer literals).
+ * Integer literals of more than 18 characters are not read here (NULL: pydantic decides). */
 static PyObject *read_number(Reader *r, char want) {
     const char *start = r->p, *q = r->p;
     int is_float = 0;
@@ -369,13 +371,10 @@ static PyObject *read_number(Reader *r, char want) {
             if (*start == '-') v = -v;
             return want == 'f' ? PyFloat_FromDouble((double)v) : PyLong_FromLongLong(v);
         }
-        char *big = PyMem_Malloc(len + 1);
-        if (big == NULL) return PyErr_NoMemory();
-        memcpy(big, start, len);
-        big[len] = 0;
-        PyObject *v = PyLong_FromString(big, NULL, 10);
-        PyMem_Free(big);
-        return v;
+        /* Longer literals are left to pydantic: its reader has its own length limit (about
+         * 4,300 characters, the sign counted) and Python's int-string conversion another. */
+        r->p = start;
+        return NULL;
     }
     if (want == 'i' || len >= (Py_ssize_t)sizeof(small)) return NULL;
     memcpy(small, start, len);
@@ -515,6 +514,7 @@ static PyObject *read_field(Reader *r, int kind, PyObject *sub) {
     case K_LIST_MODEL:
     case K_LIST_INT: return read_list(r, kind, sub);
     case K_DICT: return c == '{' ? read_any_object(r) : NULL;
+    case K_DEFER: return NULL;
     }
     return NULL;
 }
@@ -682,10 +682,10 @@ static PyObject *build_all(PyObject *module, PyObject *args) {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *m = parse_payload((Plan *)plan, PyList_GET_ITEM(payloads, i));
         if (m == NULL) {
-            if (PyErr_Occurred()) {
-                Py_DECREF(out);
-                return NULL;
-            }
+            /* Whatever stopped the reader -- "pass", or a real error such as the int-string
+             * conversion limit of a long integer literal or a failed allocation -- pydantic
+             * decides that payload, exactly as without this module. */
+            PyErr_Clear();
             m = Py_NewRef(Py_None);
         }
         PyList_SET_ITEM(out, i, m);
@@ -722,6 +722,7 @@ PyMODINIT_FUNC PyInit__speedups(void) {
         PyModule_AddIntConstant(m, "K_LIST_MODEL", K_LIST_MODEL) < 0 ||
         PyModule_AddIntConstant(m, "K_LIST_INT", K_LIST_INT) < 0 ||
         PyModule_AddIntConstant(m, "K_DICT", K_DICT) < 0 ||
+        PyModule_AddIntConstant(m, "K_DEFER", K_DEFER) < 0 ||
         PyModule_AddIntConstant(m, "K_NULLABLE", K_NULLABLE) < 0 ||
         PyModule_AddIntConstant(m, "K_REQUIRED", K_REQUIRED) < 0 ||
         PyModule_AddIntConstant(m, "K_FRESH_LIST", K_FRESH_LIST) < 0) {

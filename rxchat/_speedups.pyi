@@ -9,6 +9,7 @@ K_MODEL: int
 K_LIST_MODEL: int
 K_LIST_INT: int
 K_DICT: int
+K_DEFER: int
 K_NULLABLE: int
 K_REQUIRED: int
 K_FRESH_LIST: int

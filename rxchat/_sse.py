@@ -69,6 +69,7 @@ class SSEDecoder:
         "_only_payloads",
         "_payload_mode",
         "_pending_cr",
+        "_reconnect",
         "_retry",
         "_size",
         "_started",
@@ -87,6 +88,7 @@ class SSEDecoder:
         self._event = ""
         self._last_id = ""
         self._retry: int | None = None
+        self._reconnect: int | None = None
         self._comments = 0
         self._max = max_event_bytes
         self._error: EventTooLargeError | None = None
@@ -98,6 +100,15 @@ class SSEDecoder:
     def last_event_id(self) -> str:
         """The last event ID buffer (persists across events, as per the spec)."""
         return self._last_id
+
+    @property
+    def retry(self) -> int | None:
+        """The reconnection time in milliseconds set by the last valid ``retry:`` field, or None.
+
+        As per the spec, a ``retry:`` field sets it when the line is read, whether or not its
+        block is dispatched (a block with ``retry:`` and no ``data`` dispatches nothing).
+        """
+        return self._reconnect
 
     @property
     def error(self) -> EventTooLargeError | None:
@@ -329,5 +340,5 @@ class SSEDecoder:
                 self._last_id = value
         elif field == "retry":
             if value.isascii() and value.isdigit():
-                self._retry = int(value)
+                self._retry = self._reconnect = int(value)
         # any other field is ignored, as per the spec

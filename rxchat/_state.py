@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Generic, cast
 
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar
 
 from . import events as ev
@@ -37,11 +37,13 @@ from .errors import (
     UnknownToolError,
 )
 from .types import (
+    ChatCompletionAudio,
     ChatCompletionChunk,
-    ChatCompletionTokenLogprob,
+    ChoiceDelta,
     ChoiceDeltaFunctionCall,
     ChoiceLogprobs,
     ChunkChoice,
+    FunctionCall,
     ParsedChatCompletion,
     ParsedChatCompletionMessage,
     ParsedChoice,
@@ -55,10 +57,6 @@ __all__ = ["ChatCompletionStreamState"]
 ResponseFormatT = TypeVar("ResponseFormatT", default=None)
 
 _CHUNK_OBJECT = "chat.completion.chunk"
-# delta keys with a dedicated treatment; any other key is merged generically into the message
-_KNOWN_DELTA_KEYS = frozenset(
-    ("role", "content", "refusal", "reasoning_content", "tool_calls", "function_call")
-)
 
 
 class _Text:
@@ -165,6 +163,8 @@ class _ToolCall:
     __slots__ = (
         "args",
         "done",
+        "extra",
+        "function_extra",
         "id",
         "incremental",
         "index",
@@ -188,6 +188,9 @@ class _ToolCall:
         self.done = False
         self.parsed_done: Any = None
         self.model: ParsedFunctionToolCall | None = None
+        # fields rxchat does not model (Gemini's extra_content), merged as the SDK merges them
+        self.extra: dict[str, Any] | None = None
+        self.function_extra: dict[str, Any] | None = None
 
     def lookup(self, tools: ToolSet) -> ToolSpec | None:
         if self.spec_name != self.name:
@@ -199,15 +202,39 @@ class _ToolCall:
         return self.args.value() if self.args is not None else ""
 
 
+class _TextField:
+    """One text field of a delta, accumulated into the message field of the same name."""
+
+    __slots__ = ("key", "kind", "slot")
+
+    def __init__(self, slot: int, key: str, kind: str) -> None:
+        self.slot = slot  # position in _Choice.texts / _Choice.texts_done
+        self.key = key  # the delta's and the message's field
+        self.kind = kind  # "reasoning", "content" or "refusal": which events it gives
+
+
+# The text fields, in the order their delta events are emitted: reasoning (under either name a
+# server uses) first, then content, then refusal.
+_TEXT_FIELDS = (
+    _TextField(0, "reasoning_content", "reasoning"),
+    _TextField(1, "reasoning", "reasoning"),
+    _TextField(2, "content", "content"),
+    _TextField(3, "refusal", "refusal"),
+)
+_REASONING_FIELDS = tuple(f for f in _TEXT_FIELDS if f.kind == "reasoning")
+_CONTENT = 2
+_REFUSAL = 3
+
+
 class _Choice:
     __slots__ = (
-        "content",
-        "content_done",
+        "audio",
         "current_tool",
         "cut",
         "dirty",
         "done_tools",
         "extra_texts",
+        "fields",
         "finish_reason",
         "function_args",
         "function_name",
@@ -219,11 +246,10 @@ class _Choice:
         "message",
         "model",
         "parsed_done",
-        "reasoning",
-        "reasoning_done",
-        "refusal",
-        "refusal_done",
+        "reasoning_open",
         "role_set",
+        "texts",
+        "texts_done",
         "tool_list",
         "tools",
     )
@@ -232,15 +258,14 @@ class _Choice:
         self.index = index
         self.model = model
         self.message: ParsedChatCompletionMessage[Any] = model.message
-        self.content: _Text | None = None
-        self.refusal: _Text | None = None
-        self.reasoning: _Text | None = None
+        self.texts: list[_Text | None] = [None] * len(_TEXT_FIELDS)
+        self.texts_done = [False] * len(_TEXT_FIELDS)
+        self.reasoning_open = False  # reasoning arrived and its done event is still to come
+        self.audio: dict[str, Any] | None = None  # delta.audio, merged
+        self.fields: dict[str, Any] | None = None  # raw values of message-only fields, merged
         self.incremental: _Incremental | None = None
         self.finish_reason: str | None = None
-        self.content_done = False
         self.parsed_done: Any = None
-        self.refusal_done = False
-        self.reasoning_done = False
         self.lp_content_done = False
         self.lp_refusal_done = False
         self.logprobs: ChoiceLogprobs | None = None
@@ -254,6 +279,18 @@ class _Choice:
         self.extra_texts: dict[str, _Text] | None = None
         self.cut = False  # stopped by "length" / "content_filter" while parsing: no parsed value
         self.dirty = False
+
+    @property
+    def content(self) -> _Text | None:
+        return self.texts[_CONTENT]
+
+    @property
+    def refusal(self) -> _Text | None:
+        return self.texts[_REFUSAL]
+
+    @property
+    def content_done(self) -> bool:
+        return self.texts_done[_CONTENT]
 
 
 class ChatCompletionStreamState(Generic[ResponseFormatT]):
@@ -408,12 +445,18 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 completion.usage = chunk.usage
             if chunk.system_fingerprint is not None:
                 completion.system_fingerprint = chunk.system_fingerprint
+            if chunk.moderation is not None:
+                completion.moderation = chunk.moderation
+            if chunk.__pydantic_extra__:
+                _add_new_keys(completion, chunk.__pydantic_extra__)
         choices = chunk.choices
         events: list[Any] = [ev._build_chunk(chunk, choices[0].index if choices else 0, self)]
         for raw in choices:
             choice = self._choices.get(raw.index)
             if choice is None:
                 choice = self._add_choice(raw)
+            elif raw.__pydantic_extra__:
+                _add_new_keys(choice.model, raw.__pydantic_extra__)
             self._handle_choice(choice, raw, events)
         return events
 
@@ -432,39 +475,38 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         return choice
 
     def _handle_choice(self, choice: _Choice, raw: ChunkChoice, events: list[Any]) -> None:
-        index = choice.index
-        delta = raw.delta
-        content = delta.content
-        refusal = delta.refusal
-        reasoning = delta.reasoning_content
-        tool_deltas = delta.tool_calls
         if not choice.dirty:
             choice.dirty = True
             self._dirty.append(choice)
+        pieces = self._accumulate(choice, raw)
+        self._delta_events(choice, raw, pieces, events)
+        self._done_events(choice, raw.delta.tool_calls, events)
 
-        # -- accumulate
+    def _accumulate(self, choice: _Choice, raw: ChunkChoice) -> list[tuple[_TextField, str]]:
+        """Add one chunk's choice to the state; return the text pieces it brought, in table
+        order. Raises the finish-reason errors of the SDKs while parsing."""
+        delta = raw.delta
+        values = delta.__dict__
+        pieces: list[tuple[_TextField, str]] = []
+        texts = choice.texts
+        for field in _TEXT_FIELDS:
+            piece = values.get(field.key)
+            if piece is not None:
+                text = texts[field.slot]
+                if text is None:
+                    texts[field.slot] = _Text(piece)
+                else:
+                    text.append(piece)
+                pieces.append((field, piece))
         if delta.role is not None and not choice.role_set:
             choice.role_set = True
             choice.message.role = delta.role
-        if content is not None:
-            if choice.content is None:
-                choice.content = _Text(content)
-            else:
-                choice.content.append(content)
-        if refusal is not None:
-            if choice.refusal is None:
-                choice.refusal = _Text(refusal)
-            else:
-                choice.refusal.append(refusal)
-        if reasoning is not None:
-            if choice.reasoning is None:
-                choice.reasoning = _Text(reasoning)
-            else:
-                choice.reasoning.append(reasoning)
-        if tool_deltas:
-            self._accumulate_tools(choice, tool_deltas)
+        if delta.tool_calls:
+            self._accumulate_tools(choice, delta.tool_calls)
         if delta.function_call is not None:
             self._accumulate_function_call(choice, delta.function_call)
+        if delta.audio is not None:
+            choice.audio = _merge_extra(choice.audio, delta.audio.to_dict())
         if delta.__pydantic_extra__:
             self._accumulate_extra(choice, delta.__pydantic_extra__)
         finish_reason = raw.finish_reason
@@ -475,51 +517,71 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 choice.cut = True
                 if finish_reason == "length":
                     raise self._error(LengthFinishReasonError(completion=self._snapshot()))
-                if finish_reason == "content_filter":
-                    raise self._error(ContentFilterFinishReasonError(completion=self._snapshot()))
-        logprobs = raw.logprobs
-        if logprobs is not None:
-            self._accumulate_logprobs(choice, logprobs)
+                raise self._error(ContentFilterFinishReasonError(completion=self._snapshot()))
+        if raw.logprobs is not None:
+            self._accumulate_logprobs(choice, raw.logprobs)
+        return pieces
 
-        # -- delta events
-        if reasoning is not None:
-            text = choice.reasoning
+    # ------------------------------------------------------------------ delta events
+
+    def _delta_events(
+        self,
+        choice: _Choice,
+        raw: ChunkChoice,
+        pieces: list[tuple[_TextField, str]],
+        events: list[Any],
+    ) -> None:
+        index = choice.index
+        tool_deltas = raw.delta.tool_calls
+        output = False  # whether output (text, tool calls, the end) ends the reasoning
+        for field, piece in pieces:
+            text = choice.texts[field.slot]
             assert text is not None
-            events.append(
-                ev._build_reasoning_delta(reasoning, (text.prefix, len(text.parts)), index)
-            )
-        if (
-            choice.reasoning is not None
-            and not choice.reasoning_done
-            and (content or refusal or tool_deltas or finish_reason)
-        ):
-            choice.reasoning_done = True
-            events.append(
-                ev._build_reasoning_done(
-                    {"content": choice.reasoning.value(), "choice_index": index}
+            snapshot = (text.prefix, len(text.parts))
+            if field.kind == "reasoning":
+                choice.reasoning_open = True
+                events.append(
+                    ev._build_reasoning_delta(
+                        {"delta": piece, "choice_index": index, "field": field.key},
+                        {"snapshot": snapshot},
+                    )
                 )
-            )
-        if content is not None:
-            text = choice.content
-            assert text is not None
-            incremental = self._content_incremental(choice)
-            events.append(
-                ev._build_content_delta(
-                    content,
-                    (text.prefix, len(text.parts)),
-                    None if incremental is None else (_value_at, (incremental, incremental.fed)),
-                    index,
+                continue
+            if not output:
+                output = True
+                if choice.reasoning_open and (
+                    tool_deltas
+                    or raw.finish_reason
+                    or any(p for f, p in pieces if f.kind != "reasoning")
+                ):
+                    self._reasoning_done_events(choice, events)
+            if field.slot == _CONTENT:
+                incremental = self._content_incremental(choice)
+                if incremental is None:
+                    events.append(
+                        ev._build_content_delta(
+                            {"delta": piece, "parsed": None, "choice_index": index},
+                            {"snapshot": snapshot},
+                        )
+                    )
+                else:
+                    events.append(
+                        ev._build_content_delta(
+                            {"delta": piece, "choice_index": index},
+                            {
+                                "snapshot": snapshot,
+                                "parsed": (_value_at, (incremental, incremental.fed)),
+                            },
+                        )
+                    )
+            else:
+                events.append(
+                    ev._build_refusal_delta(
+                        {"delta": piece, "choice_index": index}, {"snapshot": snapshot}
+                    )
                 )
-            )
-        if refusal is not None:
-            text = choice.refusal
-            assert text is not None
-            events.append(
-                ev._build_refusal_delta(
-                    {"delta": refusal, "choice_index": index},
-                    {"snapshot": (text.prefix, len(text.parts))},
-                )
-            )
+        if not output and choice.reasoning_open and (tool_deltas or raw.finish_reason):
+            self._reasoning_done_events(choice, events)
         if tool_deltas:
             for tool_delta in tool_deltas:
                 call = choice.tools[tool_delta.index]
@@ -527,18 +589,20 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 args = call.args
                 assert args is not None
                 incremental = self._tool_incremental(call)
-                events.append(
-                    ev._build_tool_delta(
-                        call.name or "",
-                        tool_delta.index,
-                        (args.prefix, len(args.parts)),
-                        None
-                        if incremental is None
-                        else (_value_at, (incremental, incremental.fed)),
-                        (function.arguments if function is not None else None) or "",
-                        index,
-                    )
-                )
+                values = {
+                    "name": call.name or "",
+                    "index": tool_delta.index,
+                    "arguments_delta": (function.arguments if function is not None else None)
+                    or "",
+                    "choice_index": index,
+                }
+                lazy: dict[str, Any] = {"arguments": (args.prefix, len(args.parts))}
+                if incremental is None:
+                    values["parsed_arguments"] = None
+                else:
+                    lazy["parsed_arguments"] = (_value_at, (incremental, incremental.fed))
+                events.append(ev._build_tool_delta(values, lazy))
+        logprobs = raw.logprobs
         if logprobs is not None and choice.logprobs is not None:
             if logprobs.content and choice.logprobs.content:
                 events.append(
@@ -565,7 +629,22 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                     )
                 )
 
-        # -- done events, in the SDK's order
+    def _reasoning_done_events(self, choice: _Choice, events: list[Any]) -> None:
+        choice.reasoning_open = False
+        for field in _REASONING_FIELDS:
+            text = choice.texts[field.slot]
+            if text is not None and not choice.texts_done[field.slot]:
+                choice.texts_done[field.slot] = True
+                events.append(
+                    ev._build_reasoning_done(
+                        {"content": text.value(), "choice_index": choice.index, "field": field.key}
+                    )
+                )
+
+    def _done_events(
+        self, choice: _Choice, tool_deltas: list[Any] | None, events: list[Any]
+    ) -> None:
+        """The done events this chunk completes, in the SDK's order."""
         if choice.finish_reason:
             self._content_done_events(choice, events)
             current = choice.current_tool
@@ -599,12 +678,18 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 call.id = _merge_name(call.id, tool_delta.id)
             if tool_delta.type:
                 call.type = tool_delta.type
+            if tool_delta.__pydantic_extra__:
+                call.extra = _merge_extra(call.extra, tool_delta.__pydantic_extra__)
             function = tool_delta.function
             arguments = None
             if function is not None:
                 if function.name:
                     call.name = _merge_name(call.name, function.name)
                 arguments = function.arguments
+                if function.__pydantic_extra__:
+                    call.function_extra = _merge_extra(
+                        call.function_extra, function.__pydantic_extra__
+                    )
             if call.args is None:
                 call.args = _Text(arguments or "")
             elif arguments:
@@ -622,13 +707,18 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
 
     def _accumulate_extra(self, choice: _Choice, extra: dict[str, Any]) -> None:
         # Keys rxchat does not model are merged as the SDK merges deltas: strings appended,
-        # numbers added, objects merged, lists extended.
+        # numbers added, objects merged, lists of objects by their "index", other lists extended.
         message_extra = choice.message.__pydantic_extra__
         if message_extra is None:
             message_extra = {}
             object.__setattr__(choice.message, "__pydantic_extra__", message_extra)
         for key, value in extra.items():
-            if isinstance(value, str):
+            if key in _MESSAGE_FIELDS:
+                # a message field a delta does not declare (OpenAI's streamed annotations)
+                merged = choice.fields = _merge_extra(choice.fields, {key: value})
+                choice.message.__dict__[key] = _message_field(key, merged[key])
+                choice.message.__pydantic_fields_set__.add(key)
+            elif isinstance(value, str):
                 texts = choice.extra_texts
                 if texts is None:
                     texts = choice.extra_texts = {}
@@ -717,19 +807,22 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
 
     def _content_done_events(self, choice: _Choice, events: list[Any]) -> None:
         index = choice.index
-        if choice.content is not None and choice.content and not choice.content_done:
-            choice.content_done = True
+        done = choice.texts_done
+        content = choice.content
+        if content is not None and content and not done[_CONTENT]:
             parsed = self._parse_content(choice)
+            done[_CONTENT] = True
             choice.parsed_done = parsed
             events.append(
                 ev._build_content_done(
-                    {"content": choice.content.value(), "parsed": parsed, "choice_index": index}
+                    {"content": content.value(), "parsed": parsed, "choice_index": index}
                 )
             )
-        if choice.refusal is not None and not choice.refusal_done:
-            choice.refusal_done = True
+        refusal = choice.refusal
+        if refusal is not None and not done[_REFUSAL]:
+            done[_REFUSAL] = True
             events.append(
-                ev._build_refusal_done({"refusal": choice.refusal.value(), "choice_index": index})
+                ev._build_refusal_done({"refusal": refusal.value(), "choice_index": index})
             )
         logprobs = choice.logprobs
         if logprobs is not None:
@@ -841,23 +934,22 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         values = message.__dict__
         fields_set = message.__pydantic_fields_set__
         # each text field is cleared before it is re-read, so the text can grow in place
-        if choice.content is not None:
-            values["content"] = None
-            values["content"] = choice.content.value()
-            fields_set.add("content")
-        if choice.refusal is not None:
-            values["refusal"] = None
-            values["refusal"] = choice.refusal.value()
-            fields_set.add("refusal")
-        if choice.reasoning is not None:
-            values["reasoning_content"] = None
-            values["reasoning_content"] = choice.reasoning.value()
-            fields_set.add("reasoning_content")
+        texts = choice.texts
+        for field in _TEXT_FIELDS:
+            text = texts[field.slot]
+            if text is not None:
+                key = field.key
+                values[key] = None
+                values[key] = text.value()
+                fields_set.add(key)
         if choice.function_args is not None:
-            values["function_call"] = ChoiceDeltaFunctionCall.model_construct(
-                name=choice.function_name, arguments=choice.function_args.value()
+            values["function_call"] = FunctionCall.model_construct(
+                name=choice.function_name or "", arguments=choice.function_args.value()
             )
             fields_set.add("function_call")
+        if choice.audio is not None:
+            values["audio"] = ChatCompletionAudio.model_construct(**choice.audio)
+            fields_set.add("audio")
         if choice.extra_texts:
             extra = message.__pydantic_extra__
             assert extra is not None
@@ -887,7 +979,11 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         assert model is not None
         model.id = call.id or ""
         model.type = cast(Any, call.type or "function")
+        if call.extra:
+            _set_extras(model, call.extra)
         function = model.function
+        if call.function_extra:
+            _set_extras(function, call.function_extra)
         function.name = call.name or ""
         function.__dict__["arguments"] = ""
         function.arguments = call.arguments()
@@ -945,10 +1041,74 @@ def _tool_call_model(call: _ToolCall, parsed: Any) -> ParsedFunctionToolCall:
         id=call.id or "",
         type=cast(Any, call.type or "function"),
         function=ParsedFunction.model_construct(
-            name=call.name or "", arguments=call.arguments(), parsed_arguments=parsed
+            name=call.name or "",
+            arguments=call.arguments(),
+            parsed_arguments=parsed,
+            **_copy_value(call.function_extra or {}),
         ),
         index=call.index,
+        **_copy_value(call.extra or {}),
     )
+
+
+# Message fields a delta does not declare; a delta's unknown key of that name fills them.
+_MESSAGE_FIELDS = frozenset(ParsedChatCompletionMessage.model_fields) - frozenset(
+    ChoiceDelta.model_fields
+)
+_FIELD_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+
+
+def _message_field(key: str, value: Any) -> Any:
+    """A message field's value from its merged JSON (left as it is when it does not validate)."""
+    adapter = _FIELD_ADAPTERS.get(key)
+    if adapter is None:
+        annotation = ParsedChatCompletionMessage.model_fields[key].annotation
+        adapter = _FIELD_ADAPTERS[key] = TypeAdapter(annotation)
+    try:
+        return adapter.validate_python(value)
+    except ValidationError:
+        return _copy_value(value)
+
+
+def _set_extras(model: BaseModel, extra: dict[str, Any]) -> None:
+    """Make a live snapshot model's unknown fields those accumulated so far."""
+    current = model.__pydantic_extra__
+    if current is None:
+        current = {}
+        object.__setattr__(model, "__pydantic_extra__", current)
+    current.update(extra)
+    model.__pydantic_fields_set__.update(extra)
+
+
+def _add_new_keys(model: BaseModel, extra: dict[str, Any]) -> None:
+    """Add the unknown fields a model does not have yet; the first value of a key is kept (the
+    SDK keeps a choice's and a completion's fields from their first chunk)."""
+    current = model.__pydantic_extra__
+    if current is None:
+        current = {}
+        object.__setattr__(model, "__pydantic_extra__", current)
+    for key, value in extra.items():
+        if key not in current:
+            current[key] = value
+            model.__pydantic_fields_set__.add(key)
+
+
+def _copy_value(value: Any) -> Any:
+    """A copy of a JSON-like value deep enough that merging later deltas does not change it."""
+    if isinstance(value, dict):
+        return {key: _copy_value(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copy_value(item) for item in value]
+    return value
+
+
+def _merge_extra(current: dict[str, Any] | None, extra: dict[str, Any]) -> dict[str, Any]:
+    """Unknown fields of a delta merged into those accumulated (see _merge_value)."""
+    if current is None:
+        return _copy_value(extra)  # type: ignore[no-any-return]
+    for key, value in extra.items():
+        current[key] = _merge_value(current.get(key), value, key)
+    return current
 
 
 def _finish_json(text: _Text, incremental: _Incremental | None, partial_strings: bool) -> Any:
@@ -969,16 +1129,28 @@ def _merge_name(current: str | None, piece: str) -> str:
     return current + piece
 
 
-def _merge_value(current: Any, value: Any) -> Any:
-    if current is None:
-        return value
+def _merge_value(current: Any, value: Any, key: str | None = None) -> Any:
+    """The SDK's merge of an unknown delta field (``accumulate_delta``): strings appended,
+    numbers added, objects merged key by key, lists of objects merged by their ``index``, other
+    lists extended; ``index`` and ``type`` are replaced, not accumulated."""
+    if current is None or key in ("index", "type"):
+        return _copy_value(value)
     if isinstance(current, dict) and isinstance(value, dict):
         merged = dict(current)
-        for key, item in value.items():
-            merged[key] = _merge_value(merged.get(key), item)
+        for name, item in value.items():
+            merged[name] = _merge_value(merged.get(name), item, name)
         return merged
     if isinstance(current, list) and isinstance(value, list):
-        return [*current, *value]
+        if all(isinstance(item, dict) and type(item.get("index")) is int for item in value):
+            merged_list = list(current)
+            for item in value:
+                position = item["index"]
+                if position < len(merged_list) and isinstance(merged_list[position], dict):
+                    merged_list[position] = _merge_value(merged_list[position], item)
+                else:
+                    merged_list.insert(min(position, len(merged_list)), _copy_value(item))
+            return merged_list
+        return [*current, *_copy_value(value)]
     if isinstance(current, str) and isinstance(value, str):
         return current + value
     if (
@@ -992,11 +1164,6 @@ def _merge_value(current: Any, value: Any) -> Any:
 
 
 def _initial_completion(chunk: ChatCompletionChunk) -> ParsedChatCompletion[Any]:
-    extra = {
-        key: value
-        for key, value in (chunk.__pydantic_extra__ or {}).items()
-        if key != "obfuscation"
-    }
     return ParsedChatCompletion.model_construct(
         id=chunk.id,
         object="chat.completion",
@@ -1006,7 +1173,8 @@ def _initial_completion(chunk: ChatCompletionChunk) -> ParsedChatCompletion[Any]
         service_tier=chunk.service_tier,
         choices=[],
         usage=chunk.usage,
-        **extra,
+        moderation=chunk.moderation,
+        **(chunk.__pydantic_extra__ or {}),
     )
 
 
@@ -1019,6 +1187,3 @@ def _coerce_chunk(chunk: Any) -> ChatCompletionChunk:
         f"handle_chunk() expects a ChatCompletionChunk (or its dict), got {type(chunk).__name__}"
     )
 
-
-# kept referenced for type checkers: the logprob model appears in event payloads
-_ = ChatCompletionTokenLogprob

@@ -956,7 +956,7 @@ class ChunkBatchStream:
         self._body = body
         self._extra_headers = headers
         self._timeout = timeout
-        self._decoder = ChunkDecoder(max_event_bytes=transport.max_event_bytes)
+        self._decoder = ChunkDecoder(max_event_bytes=transport.max_event_bytes, request=body)
         self._resp: aiohttp.ClientResponse | None = None
         self._state = _NEW
         self._rest: bytes | None = None  # received, not decoded yet (from self._pos on)

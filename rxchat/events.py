@@ -2,7 +2,8 @@
 
 The names and fields are those of the OpenAI / Dedalus SDK stream helpers, so code written against
 ``client.chat.completions.stream(...)`` keeps working; every event also carries ``choice_index``
-(the SDKs lose it when ``n > 1``), and reasoning deltas (``delta.reasoning_content``) surface as
+(the SDKs lose it when ``n > 1``), and reasoning deltas (``delta.reasoning_content`` or
+``delta.reasoning``, whichever the server sends; ``field`` says which) surface as
 ``reasoning.delta`` / ``reasoning.done``.
 
 =========================================  ============================================================
@@ -12,7 +13,7 @@ The names and fields are those of the OpenAI / Dedalus SDK stream helpers, so co
 ``content.delta``                          ``delta``, ``snapshot`` (content so far), ``parsed``
 ``content.done``                           ``content``, ``parsed`` (validated model / JSON value)
 ``refusal.delta`` / ``refusal.done``       ``delta``, ``snapshot`` / ``refusal``
-``reasoning.delta`` / ``reasoning.done``   ``delta``, ``snapshot`` / ``content``
+``reasoning.delta`` / ``reasoning.done``   ``delta``, ``snapshot`` / ``content``; ``field``
 ``tool_calls.function.arguments.delta``    ``name``, ``index``, ``arguments``, ``parsed_arguments``,
                                            ``arguments_delta``
 ``tool_calls.function.arguments.done``     ``name``, ``index``, ``arguments``, ``parsed_arguments``
@@ -194,13 +195,19 @@ class RefusalDoneEvent(_Event):
     choice_index: int = 0
 
 
+ReasoningField: TypeAlias = Literal["reasoning_content", "reasoning"]
+
+
 class ReasoningDeltaEvent(_Event):
-    """A piece of reasoning (``delta.reasoning_content``: llama.cpp, DeepSeek, vLLM) arrived."""
+    """A piece of reasoning arrived: ``delta.reasoning_content`` (llama.cpp, DeepSeek) or
+    ``delta.reasoning`` (vLLM, OpenRouter); ``field`` says which."""
 
     type: Literal["reasoning.delta"] = "reasoning.delta"
     delta: str
     snapshot: str
     choice_index: int = 0
+    field: ReasoningField = "reasoning_content"
+    """The delta field the server sent the reasoning in (the message field it accumulates in)."""
 
 
 class ReasoningDoneEvent(_Event):
@@ -209,6 +216,8 @@ class ReasoningDoneEvent(_Event):
     type: Literal["reasoning.done"] = "reasoning.done"
     content: str
     choice_index: int = 0
+    field: ReasoningField = "reasoning_content"
+    """The message field that holds the reasoning (``reasoning_content`` or ``reasoning``)."""
 
 
 class FunctionToolCallArgumentsDeltaEvent(_Event):
@@ -323,11 +332,12 @@ _build_logprobs_content_done = _builder(LogprobsContentDoneEvent)
 _build_logprobs_refusal_delta = _builder(LogprobsRefusalDeltaEvent)
 _build_logprobs_refusal_done = _builder(LogprobsRefusalDoneEvent)
 
-# The events built for nearly every chunk get dedicated builders (a literal dict in field order).
+_build_content_delta = _builder(ContentDeltaEvent)
+_build_reasoning_delta = _builder(ReasoningDeltaEvent)
+_build_tool_delta = _builder(FunctionToolCallArgumentsDeltaEvent)
+
+# The chunk event also remembers the state that produced it (its snapshot is the state's).
 _CHUNK_FIELDS = set(ChunkEvent.model_fields)
-_CONTENT_DELTA_FIELDS = set(ContentDeltaEvent.model_fields)
-_REASONING_DELTA_FIELDS = set(ReasoningDeltaEvent.model_fields)
-_TOOL_DELTA_FIELDS = set(FunctionToolCallArgumentsDeltaEvent.model_fields)
 
 
 def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> ChunkEvent:
@@ -344,64 +354,3 @@ def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> C
 
 def _live_snapshot(state: Any) -> Any:
     return state._snapshot()
-
-
-def _build_content_delta(
-    delta: str, snapshot: _Deferred, parsed: _Deferred | None, choice_index: int
-) -> ContentDeltaEvent:
-    event = _new(ContentDeltaEvent)
-    if parsed is None:
-        _set_dict(
-            event,
-            {"type": "content.delta", "delta": delta, "parsed": None, "choice_index": choice_index},
-        )
-        lazy = {"snapshot": snapshot}
-    else:
-        _set_dict(event, {"type": "content.delta", "delta": delta, "choice_index": choice_index})
-        lazy = {"snapshot": snapshot, "parsed": parsed}
-    _set_fields(event, _CONTENT_DELTA_FIELDS)
-    _set_extra(event, None)
-    _set_private(event, None)
-    _LAZY_SLOT.__set__(event, lazy)
-    return event
-
-
-def _build_reasoning_delta(
-    delta: str, snapshot: _Deferred, choice_index: int
-) -> ReasoningDeltaEvent:
-    event = _new(ReasoningDeltaEvent)
-    _set_dict(event, {"type": "reasoning.delta", "delta": delta, "choice_index": choice_index})
-    _set_fields(event, _REASONING_DELTA_FIELDS)
-    _set_extra(event, None)
-    _set_private(event, None)
-    _LAZY_SLOT.__set__(event, {"snapshot": snapshot})
-    return event
-
-
-def _build_tool_delta(
-    name: str,
-    index: int,
-    arguments: _Deferred,
-    parsed_arguments: _Deferred | None,
-    arguments_delta: str,
-    choice_index: int,
-) -> FunctionToolCallArgumentsDeltaEvent:
-    event = _new(FunctionToolCallArgumentsDeltaEvent)
-    values: dict[str, Any] = {
-        "type": "tool_calls.function.arguments.delta",
-        "name": name,
-        "index": index,
-    }
-    lazy = {"arguments": arguments}
-    if parsed_arguments is None:
-        values["parsed_arguments"] = None
-    else:
-        lazy["parsed_arguments"] = parsed_arguments
-    values["arguments_delta"] = arguments_delta
-    values["choice_index"] = choice_index
-    _set_dict(event, values)
-    _set_fields(event, _TOOL_DELTA_FIELDS)
-    _set_extra(event, None)
-    _set_private(event, None)
-    _LAZY_SLOT.__set__(event, lazy)
-    return event

@@ -399,3 +399,38 @@ def test_rxchat_no_speedups_turns_the_extension_off() -> None:
             check=True,
         ).stdout.strip()
         assert out == expected
+
+
+# -- long integer literals: Python's int-string conversion limit (4,300 digits) ----------------
+
+_LIMIT = 4300
+_BIG_SIZES = [18, 19, 20, 40, _LIMIT - 1, _LIMIT, _LIMIT + 1, _LIMIT + 2, 2 * _LIMIT, 50_000]
+_BIG_PLACES = {
+    "unknown field": '{"x":%s,"choices":[]}',
+    "created": '{"created":%s,"choices":[]}',
+    "usage count": '{"choices":[],"usage":{"prompt_tokens":%s,"total_tokens":1}}',
+    "usage details": '{"choices":[],"usage":{"completion_tokens_details":{"reasoning_tokens":%s}}}',
+    "logprob bytes": '{"choices":[{"index":0,"delta":{},"logprobs":{"content":[{"token":"a",'
+    '"logprob":-1,"bytes":[1,%s]}]}}]}',
+    "top logprob bytes": '{"choices":[{"index":0,"delta":{},"logprobs":{"content":[{"token":"a",'
+    '"logprob":-1,"top_logprobs":[{"token":"a","logprob":0,"bytes":[%s]}]}]}}]}',
+    "choice index": '{"choices":[{"index":%s,"delta":{}}]}',
+    "float field": '{"choices":[{"index":0,"delta":{},"logprobs":{"content":[{"token":"a",'
+    '"logprob":%s}]}}]}',
+    "nested unknown": '{"choices":[{"index":0,"delta":{"x":{"y":[%s]}}}],"z":[]}',
+    "unknown in tool call": '{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+    '"extra":%s}]}}]}',
+}
+
+
+@pytest.mark.parametrize("size", _BIG_SIZES)
+@pytest.mark.parametrize("sign", ["", "-"])
+@pytest.mark.parametrize("place", list(_BIG_PLACES))
+def test_long_integer_literals_agree_with_pydantic(size: int, sign: str, place: str) -> None:
+    """The C reader never raises (it raised ValueError past the limit): it builds what pydantic
+    builds, or leaves the payload to pydantic, which decides."""
+    raw = _BIG_PLACES[place] % (sign + "9" * size)
+    check(raw)
+    fast = build(raw)  # never an exception
+    if size > _LIMIT:
+        assert fast is None

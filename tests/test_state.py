@@ -419,11 +419,11 @@ def test_unknown_delta_fields_are_accumulated_into_the_message() -> None:
     )
     message = state.get_final_completion().choices[0].message
     extra = message.model_extra
-    assert extra == {
-        "reasoning": "Thinking",
-        "annotations": [{"n": 1}, {"n": 2}],
-        "meta": {"a": 1, "b": 2},
-    }
+    # `reasoning` and `annotations` are declared message fields now (issue 9, items 4 and 5)
+    assert message.reasoning == "Thinking"
+    assert message.annotations is not None
+    assert [a.to_dict() for a in message.annotations] == [{"n": 1}, {"n": 2}]
+    assert extra == {"meta": {"a": 1, "b": 2}}
 
 
 def test_legacy_function_call_deltas() -> None:

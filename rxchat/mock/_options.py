@@ -47,6 +47,8 @@ class MockOptions:
     no_done: bool = False
     drip: bool = False
     drip_delay: float = 0.0
+    # provider wire shapes (rxchat/mock/_providers.py)
+    shape: tuple[str, ...] = ()
 
     @property
     def has_stream_faults(self) -> bool:
@@ -109,6 +111,17 @@ def _str(raw: str) -> str:
     return raw
 
 
+def _shapes(raw: str) -> tuple[str, ...]:
+    from ._providers import SHAPES
+
+    names = tuple(n.strip().lower() for n in raw.replace("+", ",").replace(" ", ",").split(","))
+    names = tuple(n for n in names if n)
+    for name in names:
+        if name not in SHAPES:
+            raise OptionError(f"unknown shape {name!r} (known: {', '.join(SHAPES)})")
+    return names
+
+
 def _retry_after(raw: str) -> str:
     _float(raw)
     return raw.strip()
@@ -141,6 +154,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "no_done": _bool,
     "drip": _bool,
     "drip_delay": _float,
+    "shape": _shapes,
 }
 
 OPTION_KEYS: tuple[str, ...] = (*_PARSERS, "fault")

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from ._plan import CREATED, SYSTEM_FINGERPRINT, ChoicePlan, Plan, logprob_entry
+from ._providers import reshape_body, reshape_frames
 
 if TYPE_CHECKING:
     from ._state import MockState, StreamRecord
@@ -199,7 +200,7 @@ def completion_body(plan: Plan) -> dict[str, Any]:
                 "finish_reason": c.finish_reason,
             }
         )
-    return {
+    body = {
         "id": plan.id,
         "object": "chat.completion",
         "created": CREATED,
@@ -208,6 +209,7 @@ def completion_body(plan: Plan) -> dict[str, Any]:
         "usage": plan.usage(),
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
+    return reshape_body(plan.options.shape, body) if plan.options.shape else body
 
 
 class ClientGone(Exception):
@@ -313,6 +315,8 @@ async def write_stream(
     opts = plan.options
     enc = FrameEncoder(plan)
     frames = iter_frames(plan, enc, finish=not opts.no_done)
+    if opts.shape:
+        frames = reshape_frames(opts.shape, plan.id, frames)
     if delay <= 0 and not opts.has_stream_faults:
         # Fast path: batch frames into large writes; aiohttp drains once per batch.
         buf: list[bytes] = []
