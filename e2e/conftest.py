@@ -18,9 +18,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from support import FINDINGS, Target
-
 from llama_server import LlamaServer, ensure_installed, start_server
+from support import FINDINGS, Target
 
 _SERVER_KEY = pytest.StashKey[LlamaServer | None]()
 _TARGET_KEY = pytest.StashKey[Target]()
@@ -61,9 +60,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             f"model {paths.model.name}; log {server.log_path}"
         )
     config.stash[_SERVER_KEY] = server
-    model = config.getoption("--model") or (
-        "gemma-3-270m" if server is not None else "default"
-    )
+    model = config.getoption("--model") or ("gemma-3-270m" if server is not None else "default")
     config.stash[_TARGET_KEY] = Target(
         base_url=base_url.rstrip("/"), model=model, api_key=api_key, llama=server
     )

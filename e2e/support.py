@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-
 from llama_server import LlamaServer
 
 FINDINGS: list[str] = []

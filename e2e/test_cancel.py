@@ -10,6 +10,7 @@ nonce in its prompt so the slot that served it can be told apart.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Any
@@ -31,7 +32,9 @@ def long_request() -> tuple[str, list[dict[str, Any]]]:
 PARAMS: dict[str, Any] = {"max_tokens": MAX_TOKENS, "temperature": 0.8, "seed": 3}
 
 
-def assert_stopped_on_server(target: Target, nonce: str, surface: str, timeout: float = 10.0) -> None:
+def assert_stopped_on_server(
+    target: Target, nonce: str, surface: str, timeout: float = 10.0
+) -> None:
     """The slot that served ``nonce`` is idle again and generated less than asked."""
     if target.llama is None:
         note(f"cancel ({surface}): server-side stop not verified (not a local llama-server)")
@@ -43,7 +46,9 @@ def assert_stopped_on_server(target: Target, nonce: str, surface: str, timeout: 
         if mine and not mine[0].get("is_processing"):
             break
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"the slot of {nonce} still busy {timeout} s after the cancel: {mine or slots}")
+            raise AssertionError(
+                f"the slot of {nonce} still busy {timeout} s after the cancel: {mine or slots}"
+            )
         time.sleep(0.02)
     elapsed = time.monotonic() - started
     decoded = mine[0]["next_token"][0]["n_decoded"]
@@ -111,15 +116,21 @@ async def test_last_broadcast_subscriber_leaves(target: Target) -> None:
 
 async def test_break_out_of_async_stream(target: Target) -> None:
     nonce, messages = long_request()
-    async with rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client:
-        async with client.chat.completions.stream(model=target.model, messages=messages, **PARAMS) as stream:
+    async with rxchat.AsyncClient(
+        base_url=target.base_url, api_key=target.api_key, max_retries=0
+    ) as client:
+        async with client.chat.completions.stream(
+            model=target.model, messages=messages, **PARAMS
+        ) as stream:
             n = 0
             async for event in stream:
                 if event.type == "content.delta":
                     n += 1
                     if n >= TAKE:
                         break
-        await asyncio.to_thread(assert_stopped_on_server, target, nonce, "AsyncClient stream() block left")
+        await asyncio.to_thread(
+            assert_stopped_on_server, target, nonce, "AsyncClient stream() block left"
+        )
 
         nonce, messages = long_request()
         chunks = await client.chat.completions.create(
@@ -137,7 +148,9 @@ async def test_break_out_of_async_stream(target: Target) -> None:
 async def test_cancel_the_consuming_task(target: Target) -> None:
     nonce, messages = long_request()
     enough = asyncio.Event()
-    async with rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client:
+    async with rxchat.AsyncClient(
+        base_url=target.base_url, api_key=target.api_key, max_retries=0
+    ) as client:
 
         async def consume() -> None:
             stream = await client.chat.completions.create(
@@ -152,17 +165,17 @@ async def test_cancel_the_consuming_task(target: Target) -> None:
         task = asyncio.create_task(consume())
         await asyncio.wait_for(enough.wait(), 30)
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
         await asyncio.to_thread(assert_stopped_on_server, target, nonce, "consuming task cancelled")
 
 
 def test_sync_client_and_edgee_style(target: Target) -> None:
     with rxchat.Client(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client:
         nonce, messages = long_request()
-        with client.chat.completions.stream(model=target.model, messages=messages, **PARAMS) as stream:
+        with client.chat.completions.stream(
+            model=target.model, messages=messages, **PARAMS
+        ) as stream:
             n = 0
             for event in stream:
                 if event.type == "content.delta":
@@ -173,9 +186,7 @@ def test_sync_client_and_edgee_style(target: Target) -> None:
 
         nonce, messages = long_request()
         # Edgee style has no max_tokens: the server's default limit applies (--n-predict 512).
-        n = 0
-        for _ in client.stream(target.model, {"messages": messages}):
-            n += 1
+        for n, _ in enumerate(client.stream(target.model, {"messages": messages}), 1):
             if n >= TAKE:
                 break
         assert_stopped_on_server(target, nonce, "Edgee-style stream, break")

@@ -34,7 +34,9 @@ def test_the_server_streams_two_choices(target: Target) -> None:
     note(f"n=2: the first chunks came for choice {order[0]} (order of first appearance {order})")
     # What the openai SDK's own accumulator makes of the same server, for the record (not an
     # assertion: it is openai's behaviour, not rxchat's).
-    client = openai.OpenAI(base_url=target.base_url, api_key=target.api_key or "sk-none", max_retries=0)
+    client = openai.OpenAI(
+        base_url=target.base_url, api_key=target.api_key or "sk-none", max_retries=0
+    )
     with client:
         try:
             with client.chat.completions.stream(
@@ -46,12 +48,17 @@ def test_the_server_streams_two_choices(target: Target) -> None:
         else:
             note("n=2: the openai SDK's stream helper read this stream without error")
 
+
 async def test_two_choices_accumulate(target: Target) -> None:
     payloads = raw_stream(target, {"messages": user(PROMPT), **PARAMS})
     expected = {i: raw_text(payloads, i) for i in (0, 1)}
     async with (
-        rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client,
-        client.chat.completions.stream(model=target.model, messages=user(PROMPT), **PARAMS) as stream,
+        rxchat.AsyncClient(
+            base_url=target.base_url, api_key=target.api_key, max_retries=0
+        ) as client,
+        client.chat.completions.stream(
+            model=target.model, messages=user(PROMPT), **PARAMS
+        ) as stream,
     ):
         deltas: dict[int, list[str]] = {0: [], 1: []}
         done: dict[int, str] = {}

@@ -15,7 +15,19 @@ from test_cancel import MAX_TOKENS, assert_stopped_on_server, long_request
 
 
 def rxchat_chat(target: Target, *args: str, **kwargs: object) -> list[str]:
-    command = [sys.executable, "-m", "rxchat", "chat", "--base-url", target.base_url, "--model", target.model, "--max-retries", "0", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "rxchat",
+        "chat",
+        "--base-url",
+        target.base_url,
+        "--model",
+        target.model,
+        "--max-retries",
+        "0",
+        *args,
+    ]
     if target.api_key:
         command += ["--api-key", target.api_key]
     return command
@@ -67,7 +79,17 @@ def test_chat_json_schema(target: Target, tmp_path: Path) -> None:
     path = tmp_path / "person.json"
     path.write_text(json.dumps(schema))
     done = subprocess.run(
-        rxchat_chat(target, "Invent a person as JSON.", "--json-schema", str(path), "--max-tokens", "60", "--temperature", "0", "--plain"),
+        rxchat_chat(
+            target,
+            "Invent a person as JSON.",
+            "--json-schema",
+            str(path),
+            "--max-tokens",
+            "60",
+            "--temperature",
+            "0",
+            "--plain",
+        ),
         capture_output=True,
         text=True,
         timeout=60,

@@ -52,7 +52,11 @@ async def test_two_consumers_one_request(target: Target) -> None:
 
         shared.pipe(ops.text()).subscribe(text_a.append, failed(0), completed(0))
         b_errors: list[Exception] = []
-        shared.subscribe(b_on_next, lambda err: (b_errors.append(err), finished[1].done() or finished[1].set_result(None)), completed(1))
+        shared.subscribe(
+            b_on_next,
+            lambda err: (b_errors.append(err), finished[1].done() or finished[1].set_result(None)),
+            completed(1),
+        )
         completion = await shared.pipe(ops.final_completion())  # a third consumer, same request
         await asyncio.wait_for(asyncio.gather(*finished), 30)
 

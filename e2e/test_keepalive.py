@@ -26,7 +26,9 @@ def prompt(i: int) -> list[dict[str, Any]]:
 
 
 def test_openai_sdk_oracle(target: Target) -> None:
-    client = openai.OpenAI(base_url=target.base_url, api_key=target.api_key or "sk-none", max_retries=0)
+    client = openai.OpenAI(
+        base_url=target.base_url, api_key=target.api_key or "sk-none", max_retries=0
+    )
     with client:
         for i in range(ROUNDS):
             with client.chat.completions.create(
@@ -98,6 +100,15 @@ async def test_edgee_style_in_a_row(target: Target) -> None:
             assert response.finish_reason is not None, f"request {i}"
 
 
+def observe_to_end(client: rxchat.Client, target: Target, i: int) -> tuple[bool, list[Exception]]:
+    done = threading.Event()
+    errors: list[Exception] = []
+    client.chat.completions.observe(model=target.model, messages=prompt(i), **PARAMS).subscribe(
+        on_error=lambda err: (errors.append(err), done.set()), on_completed=done.set
+    )
+    return done.wait(30), errors
+
+
 def test_sync_client_in_a_row(target: Target) -> None:
     with rxchat.Client(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client:
         for i in range(ROUNDS):
@@ -109,13 +120,6 @@ def test_sync_client_in_a_row(target: Target) -> None:
                 model=target.model, messages=prompt(i), **PARAMS
             ) as events:
                 assert events.get_final_completion().choices[0].finish_reason, f"request {i}"
-            done = threading.Event()
-            errors: list[Exception] = []
-            client.chat.completions.observe(
-                model=target.model, messages=prompt(i), **PARAMS
-            ).subscribe(
-                on_error=lambda err: (errors.append(err), done.set()), on_completed=done.set
-            )
-            assert done.wait(30) and not errors, f"request {i}: {errors}"
+            done, errors = observe_to_end(client, target, i)
+            assert done and not errors, f"request {i}: {errors}"
             assert [c for c in client.stream(target.model, f"Reply with {i}.") if c.finish_reason]
-

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from llama_server import ensure_installed, start_server
 from support import GREEDY, Target, note, raw_stream, raw_text, user
 
 import rxchat
-from llama_server import ensure_installed, start_server
 
 PARAMS: dict[str, Any] = {"max_tokens": 40, **GREEDY}
 PROMPT = "Is 17 a prime number? Think about it first."
@@ -41,10 +41,16 @@ def test_what_the_model_under_test_emits(target: Target) -> None:
     else:
         note("the model under test streams no reasoning (Gemma 3 270M is not a reasoning model)")
     # Either way rxchat's reading agrees with the wire.
-    with rxchat.Client(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client:
-        with client.chat.completions.stream(model=target.model, messages=user(PROMPT), **PARAMS) as stream:
-            reasoning = "".join(e.delta for e in stream if e.type == "reasoning.delta")
-    assert reasoning == raw_text(payloads, field="reasoning_content") + raw_text(payloads, field="reasoning")
+    with (
+        rxchat.Client(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client,
+        client.chat.completions.stream(
+            model=target.model, messages=user(PROMPT), **PARAMS
+        ) as stream,
+    ):
+        reasoning = "".join(e.delta for e in stream if e.type == "reasoning.delta")
+    assert reasoning == raw_text(payloads, field="reasoning_content") + raw_text(
+        payloads, field="reasoning"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +61,8 @@ def thinking_server(target: Target) -> Iterator[Target]:
             "deselect this test: -k 'not thinking'"
         )
     with start_server(
-        ensure_installed(), extra_args=("--chat-template-file", str(TEMPLATE), "--reasoning-format", "deepseek")
+        ensure_installed(),
+        extra_args=("--chat-template-file", str(TEMPLATE), "--reasoning-format", "deepseek"),
     ) as server:
         yield Target(base_url=server.base_url, model=target.model, api_key=None, llama=server)
 
@@ -64,24 +71,28 @@ def test_thinking_template_streams_reasoning(thinking_server: Target) -> None:
     payloads = raw_stream(thinking_server, {"messages": user(PROMPT), **PARAMS})
     raw_reasoning = raw_text(payloads, field="reasoning_content")
     raw_content = raw_text(payloads)
-    assert raw_reasoning, f"llama.cpp streamed no reasoning_content with the thinking template: {payloads[:4]}"
+    assert raw_reasoning, (
+        f"llama.cpp streamed no reasoning_content with the thinking template: {payloads[:4]}"
+    )
     note(
         f"thinking template: llama.cpp streamed {len(raw_reasoning)} characters of "
         f"reasoning_content and {len(raw_content)} of content"
     )
 
-    with rxchat.Client(base_url=thinking_server.base_url, max_retries=0) as client:
-        with client.chat.completions.stream(
+    deltas: list[str] = []
+    done: list[Any] = []
+    with (
+        rxchat.Client(base_url=thinking_server.base_url, max_retries=0) as client,
+        client.chat.completions.stream(
             model=thinking_server.model, messages=user(PROMPT), **PARAMS
-        ) as stream:
-            deltas: list[str] = []
-            done: list[Any] = []
-            for event in stream:
-                if event.type == "reasoning.delta":
-                    deltas.append(event.delta)
-                elif event.type == "reasoning.done":
-                    done.append(event)
-            completion = stream.get_final_completion()
+        ) as stream,
+    ):
+        for event in stream:
+            if event.type == "reasoning.delta":
+                deltas.append(event.delta)
+            elif event.type == "reasoning.done":
+                done.append(event)
+        completion = stream.get_final_completion()
     message = completion.choices[0].message
     assert "".join(deltas) == raw_reasoning
     assert [e.content for e in done] == [raw_reasoning]

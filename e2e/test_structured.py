@@ -25,7 +25,9 @@ PARAMS: dict[str, Any] = {"max_tokens": 80, **GREEDY}
 
 async def test_response_format_pydantic_model(target: Target) -> None:
     async with (
-        rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client,
+        rxchat.AsyncClient(
+            base_url=target.base_url, api_key=target.api_key, max_retries=0
+        ) as client,
         client.chat.completions.stream(
             model=target.model, messages=user(PROMPT), response_format=City, **PARAMS
         ) as stream,
@@ -39,7 +41,9 @@ async def test_response_format_pydantic_model(target: Target) -> None:
                 done.append(event.parsed)
         completion = await stream.get_final_completion()
     message = completion.choices[0].message
-    assert completion.choices[0].finish_reason == "stop", "the grammar closes the JSON before the limit"
+    assert completion.choices[0].finish_reason == "stop", (
+        "the grammar closes the JSON before the limit"
+    )
     assert isinstance(message.parsed, City)
     assert message.parsed == City.model_validate_json(message.content or "")
     assert done == [message.parsed]
@@ -52,11 +56,10 @@ async def test_response_format_pydantic_model(target: Target) -> None:
 
 
 async def test_response_format_matches_the_wire(target: Target) -> None:
-    schema = rxchat.pydantic_function_tool  # noqa: F841  (the public helper exists)
-    from rxchat._parsing import type_to_response_format_param
-
-    response_format = type_to_response_format_param(City)
-    payloads = raw_stream(target, {"messages": user(PROMPT), "response_format": response_format, **PARAMS})
+    response_format = rxchat.type_to_response_format_param(City)
+    payloads = raw_stream(
+        target, {"messages": user(PROMPT), "response_format": response_format, **PARAMS}
+    )
     expected = raw_text(payloads)
     completion = await rxchat.chat_completion_stream(
         model=target.model,
@@ -96,7 +99,9 @@ async def test_forced_tool_call(target: Target) -> None:
     assert raw_calls, f"the server streams a tool call when one is required: {payloads[:3]}"
     raw_arguments = "".join((tc.get("function") or {}).get("arguments") or "" for tc in raw_calls)
     async with (
-        rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client,
+        rxchat.AsyncClient(
+            base_url=target.base_url, api_key=target.api_key, max_retries=0
+        ) as client,
         client.chat.completions.stream(model=target.model, messages=messages, **body) as stream,
     ):
         arguments_done = [

@@ -32,9 +32,13 @@ def reference(target: Target) -> tuple[str, str | None]:
     return text, raw_finish(payloads)
 
 
-def test_openai_sdk_reads_the_same_answer(target: Target, reference: tuple[str, str | None]) -> None:
+def test_openai_sdk_reads_the_same_answer(
+    target: Target, reference: tuple[str, str | None]
+) -> None:
     # The oracle: the same request through the openai SDK gives the same text.
-    client = openai.OpenAI(base_url=target.base_url, api_key=target.api_key or "sk-none", max_retries=0)
+    client = openai.OpenAI(
+        base_url=target.base_url, api_key=target.api_key or "sk-none", max_retries=0
+    )
     with client:
         parts = []
         for chunk in client.chat.completions.create(
@@ -64,7 +68,9 @@ async def test_chat_completion_stream(target: Target, reference: tuple[str, str 
     assert choice.message.role == "assistant"
 
 
-async def test_async_client_create_stream(target: Target, reference: tuple[str, str | None]) -> None:
+async def test_async_client_create_stream(
+    target: Target, reference: tuple[str, str | None]
+) -> None:
     async with rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key) as client:
         stream = await client.chat.completions.create(
             model=target.model, messages=user(PROMPT), stream=True, **PARAMS
@@ -74,10 +80,14 @@ async def test_async_client_create_stream(target: Target, reference: tuple[str, 
     assert [c.finish_reason for c in chunks if c.finish_reason] == [reference[1]]
 
 
-async def test_async_client_stream_events(target: Target, reference: tuple[str, str | None]) -> None:
+async def test_async_client_stream_events(
+    target: Target, reference: tuple[str, str | None]
+) -> None:
     async with (
         rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key) as client,
-        client.chat.completions.stream(model=target.model, messages=user(PROMPT), **PARAMS) as stream,
+        client.chat.completions.stream(
+            model=target.model, messages=user(PROMPT), **PARAMS
+        ) as stream,
     ):
         kinds = []
         deltas = []
@@ -130,9 +140,9 @@ def test_sync_observe(target: Target, reference: tuple[str, str | None]) -> None
         done = threading.Event()
         deltas: list[str] = []
         errors: list[Exception] = []
-        client.chat.completions.observe(
-            model=target.model, messages=user(PROMPT), **PARAMS
-        ).pipe(ops.accumulate(), ops.text()).subscribe(
+        client.chat.completions.observe(model=target.model, messages=user(PROMPT), **PARAMS).pipe(
+            ops.accumulate(), ops.text()
+        ).subscribe(
             deltas.append,
             on_error=lambda err: (errors.append(err), done.set()),
             on_completed=done.set,
@@ -150,10 +160,7 @@ async def test_edgee_style(target: Target) -> None:
     expected = raw_text(payloads)
     async with rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key) as client:
         chunks = [
-            c
-            async for c in client.stream(
-                target.model, rxchat.InputObject(messages=user(prompt))
-            )
+            c async for c in client.stream(target.model, rxchat.InputObject(messages=user(prompt)))
         ]
     assert "".join(c.text or "" for c in chunks) == expected
     with rxchat.Client(base_url=target.base_url, api_key=target.api_key) as sync_client:
@@ -184,7 +191,10 @@ async def test_usage_in_the_stream(target: Target) -> None:
     assert completion.usage.prompt_tokens == raw_usage["prompt_tokens"]
     assert completion.usage.completion_tokens == raw_usage["completion_tokens"]
     assert completion.usage.total_tokens == raw_usage["total_tokens"]
-    extra = sorted(set(usage_payloads[-1]) - {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"})
+    extra = sorted(
+        set(usage_payloads[-1])
+        - {"id", "object", "created", "model", "choices", "usage", "system_fingerprint"}
+    )
     if extra:
         # llama.cpp adds its own fields (timings); rxchat keeps unknown fields
         note(f"usage chunk carries server-specific fields {extra}; rxchat keeps them on the chunk")
@@ -204,7 +214,9 @@ async def test_logprobs(target: Target) -> None:
     params = {k: v for k, v in body.items() if k != "messages"}
     async with (
         rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key) as client,
-        client.chat.completions.stream(model=target.model, messages=user(PROMPT), **params) as stream,
+        client.chat.completions.stream(
+            model=target.model, messages=user(PROMPT), **params
+        ) as stream,
     ):
         streamed = [
             entry.token
@@ -220,9 +232,13 @@ async def test_logprobs(target: Target) -> None:
     assert all(len(entry.top_logprobs) <= 2 for entry in content)
 
 
-async def test_concurrent_requests_on_one_client(target: Target, reference: tuple[str, str | None]) -> None:
+async def test_concurrent_requests_on_one_client(
+    target: Target, reference: tuple[str, str | None]
+) -> None:
     # Two requests at once on one client (the server has two slots): both answers are whole.
-    async with rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key, max_retries=0) as client:
+    async with rxchat.AsyncClient(
+        base_url=target.base_url, api_key=target.api_key, max_retries=0
+    ) as client:
 
         async def one() -> str:
             stream = await client.chat.completions.create(
