@@ -79,7 +79,7 @@ class _Event(BaseModel):
         for name, (fn, arg) in lazy.items():
             values[name] = fn(arg)
         # keep the declared field order in dumps and reprs
-        order = type(self).__pydantic_fields__
+        order = type(self).model_fields
         _set_dict(self, {name: values[name] for name in order if name in values})
 
     if not TYPE_CHECKING:
@@ -326,8 +326,8 @@ ParsedStreamEvent: TypeAlias = Union[  # noqa: UP007 - a generic alias over the 
 
 def _builder(cls: type[_Event]) -> Callable[..., Any]:
     # Every field is set, so one fields-set per class can be shared (pydantic only adds to it).
-    fields = set(cls.__pydantic_fields__)
-    type_value = cls.__pydantic_fields__["type"].default
+    fields = set(cls.model_fields)
+    type_value = cls.model_fields["type"].default
 
     def build(values: dict[str, Any], lazy: dict[str, _Deferred] | None = None) -> Any:
         event = _new(cls)
@@ -357,7 +357,7 @@ _build_reasoning_delta = _builder(ReasoningDeltaEvent)
 _build_tool_delta = _builder(FunctionToolCallArgumentsDeltaEvent)
 
 # The chunk event also remembers the state that produced it (its snapshot is the state's).
-_CHUNK_FIELDS = set(ChunkEvent.__pydantic_fields__)
+_CHUNK_FIELDS = set(ChunkEvent.model_fields)
 
 
 def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> ChunkEvent:
