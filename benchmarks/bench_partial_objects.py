@@ -24,6 +24,7 @@ O(answer) per delta, so on big answers they are measured on an evenly spaced sam
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import random
 import time
@@ -182,9 +183,9 @@ def main() -> None:
         for size in sizes:
             text = document(shape, size)
             deltas = _deltas(text)
-            ours = best(lambda: run_rxchat(deltas), repeats)
-            scratch = best(lambda: run_scratch(deltas, limit), repeats)
-            reparse = best(lambda: run_reparse(deltas, limit), repeats)
+            ours = best(functools.partial(run_rxchat, deltas), repeats)
+            scratch = best(functools.partial(run_scratch, deltas, limit), repeats)
+            reparse = best(functools.partial(run_reparse, deltas, limit), repeats)
             sampled = " (sampled)" if len(deltas) > limit else ""
             print(
                 f"{shape:8} {len(text):>9,} {len(deltas):>7,} {ours * 1e6:>10.2f} "
