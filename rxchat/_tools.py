@@ -32,6 +32,7 @@ from ._sources import _Run, _task_observable
 from ._state import ChatCompletionStreamState
 from .errors import IncompleteStreamError, RxChatError
 from .events import ChatCompletionStreamEvent
+from .operators._accumulate import with_completion
 from .types import ChatCompletionChunk, ParsedChatCompletion, ParsedChatCompletionMessage
 
 __all__ = [
@@ -619,14 +620,18 @@ def run_tools(
                 response_format=response_format
             )
             chunks = request(messages=list(conversation), tools=definitions)
-            async with to_async_iterator(chunks) as iterator:
-                async for chunk in iterator:
-                    for event in state.handle_chunk(chunk):
-                        emit(event)
-                        if run.disposed:
-                            return
-                    if gate is not None and gate.closed:
-                        await gate.wait_open()
+            try:
+                async with to_async_iterator(chunks) as iterator:
+                    async for chunk in iterator:
+                        for event in state.handle_chunk(chunk):
+                            emit(event)
+                            if run.disposed:
+                                return
+                        if gate is not None and gate.closed:
+                            await gate.wait_open()
+            except RxChatError as err:
+                with_completion(err, state)  # the turn so far stays reachable on the error
+                raise
             if not state.chunks_handled:
                 raise IncompleteStreamError(f"turn {turn}: the stream completed without any chunk")
             completion = state.get_final_completion()

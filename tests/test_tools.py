@@ -518,3 +518,13 @@ async def test_a_slow_consumer_slows_the_loop_instead_of_overflowing(aclient: As
         if seen % 50 == 0:
             await asyncio.sleep(0.001)  # slower than the loopback stream
     assert seen > 16_000 and runner.final is not None
+
+
+async def test_a_dropped_turn_keeps_what_arrived(aclient: AsyncClient) -> None:
+    runner = aclient.chat.completions.run_tools(
+        model="mock?tool_turns=0&tokens=50&drop_after=10", messages=USER, tools=[get_weather]
+    )
+    with pytest.raises(rxchat.APIConnectionError) as info:
+        await runner.until_done()
+    assert info.value.completion is not None
+    assert info.value.completion.choices[0].message.content

@@ -23,7 +23,6 @@ def _short(type_text: str) -> str:
 
 @pytest.mark.timeout(600)  # a cold mypy cache takes a minute or more
 def test_reactive_path_is_typed_like_the_client_path() -> None:
-    pytest.importorskip("mypy")
     expected = {}
     for number, line in enumerate(EXAMPLE.read_text().splitlines(), start=1):
         m = _EXPECTED.search(line)

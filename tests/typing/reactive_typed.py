@@ -41,6 +41,13 @@ with_pass_through = chunks.pipe(
 )
 reveal_type(with_pass_through)  # R: Observable[ParsedChatCompletion[City]]
 
+# reactivex's own operators: before parse_structured, after final_completion, or in a second pipe
+# (mypy cannot infer one pipe() with a reactivex generic operator right between the two).
+stop: Observable[int] = reactivex.empty()
+reveal_type(chunks.pipe(rx.take_until(stop), ops.parse_structured(City), ops.final_completion()))  # R: Observable[ParsedChatCompletion[City]]
+stoppable = chunks.pipe(ops.parse_structured(City), rx.take_until(stop))
+reveal_type(stoppable.pipe(ops.final_completion()))  # R: Observable[ParsedChatCompletion[City]]
+
 
 async def parsed_city() -> City | None:
     completion = await direct
