@@ -583,51 +583,62 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         if not output and choice.reasoning_open and (tool_deltas or raw.finish_reason):
             self._reasoning_done_events(choice, events)
         if tool_deltas:
-            for tool_delta in tool_deltas:
-                call = choice.tools[tool_delta.index]
-                function = tool_delta.function
-                args = call.args
-                assert args is not None
-                incremental = self._tool_incremental(call)
-                values = {
-                    "name": call.name or "",
-                    "index": tool_delta.index,
-                    "arguments_delta": (function.arguments if function is not None else None)
-                    or "",
-                    "choice_index": index,
-                }
-                lazy: dict[str, Any] = {"arguments": (args.prefix, len(args.parts))}
-                if incremental is None:
-                    values["parsed_arguments"] = None
-                else:
-                    lazy["parsed_arguments"] = (_value_at, (incremental, incremental.fed))
-                events.append(ev._build_tool_delta(values, lazy))
-        logprobs = raw.logprobs
-        if logprobs is not None and choice.logprobs is not None:
-            if logprobs.content and choice.logprobs.content:
-                events.append(
-                    ev._build_logprobs_content_delta(
-                        {"content": logprobs.content, "choice_index": index},
-                        {
-                            "snapshot": (
-                                _list_prefix,
-                                (choice.logprobs.content, len(choice.logprobs.content)),
-                            )
-                        },
-                    )
+            self._tool_delta_events(choice, tool_deltas, events)
+        if raw.logprobs is not None and choice.logprobs is not None:
+            self._logprobs_delta_events(choice, raw.logprobs, events)
+
+    def _tool_delta_events(
+        self, choice: _Choice, tool_deltas: list[Any], events: list[Any]
+    ) -> None:
+        index = choice.index
+        for tool_delta in tool_deltas:
+            call = choice.tools[tool_delta.index]
+            function = tool_delta.function
+            args = call.args
+            assert args is not None
+            incremental = self._tool_incremental(call)
+            values = {
+                "name": call.name or "",
+                "index": tool_delta.index,
+                "arguments_delta": (function.arguments if function is not None else None) or "",
+                "choice_index": index,
+            }
+            lazy: dict[str, Any] = {"arguments": (args.prefix, len(args.parts))}
+            if incremental is None:
+                values["parsed_arguments"] = None
+            else:
+                lazy["parsed_arguments"] = (_value_at, (incremental, incremental.fed))
+            events.append(ev._build_tool_delta(values, lazy))
+
+    def _logprobs_delta_events(
+        self, choice: _Choice, logprobs: ChoiceLogprobs, events: list[Any]
+    ) -> None:
+        index = choice.index
+        assert choice.logprobs is not None
+        if logprobs.content and choice.logprobs.content:
+            events.append(
+                ev._build_logprobs_content_delta(
+                    {"content": logprobs.content, "choice_index": index},
+                    {
+                        "snapshot": (
+                            _list_prefix,
+                            (choice.logprobs.content, len(choice.logprobs.content)),
+                        )
+                    },
                 )
-            if logprobs.refusal and choice.logprobs.refusal:
-                events.append(
-                    ev._build_logprobs_refusal_delta(
-                        {"refusal": logprobs.refusal, "choice_index": index},
-                        {
-                            "snapshot": (
-                                _list_prefix,
-                                (choice.logprobs.refusal, len(choice.logprobs.refusal)),
-                            )
-                        },
-                    )
+            )
+        if logprobs.refusal and choice.logprobs.refusal:
+            events.append(
+                ev._build_logprobs_refusal_delta(
+                    {"refusal": logprobs.refusal, "choice_index": index},
+                    {
+                        "snapshot": (
+                            _list_prefix,
+                            (choice.logprobs.refusal, len(choice.logprobs.refusal)),
+                        )
+                    },
                 )
+            )
 
     def _reasoning_done_events(self, choice: _Choice, events: list[Any]) -> None:
         choice.reasoning_open = False
@@ -1186,4 +1197,3 @@ def _coerce_chunk(chunk: Any) -> ChatCompletionChunk:
     raise TypeError(
         f"handle_chunk() expects a ChatCompletionChunk (or its dict), got {type(chunk).__name__}"
     )
-

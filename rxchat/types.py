@@ -11,6 +11,7 @@ these models and leaves anything needing conversion or rejection to pydantic's
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -91,7 +92,25 @@ class ChoiceLogprobs(_Wire):
 # -- usage ---------------------------------------------------------------------------------
 
 
-class CompletionTokensDetails(_Wire):
+class _Details(_Wire):
+    """Token counts that were plain dicts before: equal to the dict of the fields sent, and
+    readable by key (``details["cached_tokens"]``), so code written for either form works."""
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self.to_dict() == dict(other)
+        return super().__eq__(other)
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.to_dict()
+        return value[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The count of ``key`` when the server sent it, else ``default`` (as ``dict.get``)."""
+        return self.to_dict().get(key, default)
+
+
+class CompletionTokensDetails(_Details):
     """Breakdown of ``completion_tokens`` (fields a server does not send are ``None``)."""
 
     accepted_prediction_tokens: int | None = None
@@ -101,7 +120,7 @@ class CompletionTokensDetails(_Wire):
     text_tokens: int | None = None
 
 
-class PromptTokensDetails(_Wire):
+class PromptTokensDetails(_Details):
     """Breakdown of ``prompt_tokens`` (fields a server does not send are ``None``)."""
 
     audio_tokens: int | None = None

@@ -86,11 +86,21 @@ def test_finish_reason_without_done_is_complete() -> None:
 
 
 def test_finish_reason_of_any_choice_counts() -> None:
+    # Every choice that appeared must finish (issue 10 item 5): choice 0 never did.
     chunks, error = run(
         [frame(content("a", index=0)), frame(content("", index=2, finish_reason="length"))]
     )
-    assert error is None
+    assert isinstance(error, IncompleteStreamError)
     assert len(chunks) == 2
+    chunks, error = run(
+        [
+            frame(content("a", index=0)),
+            frame(content("", index=2, finish_reason="length")),
+            frame(content("", index=0, finish_reason="stop")),
+        ]
+    )
+    assert error is None
+    assert len(chunks) == 3
 
 
 def test_incomplete_stream_raises_incomplete_stream_error() -> None:
@@ -254,7 +264,7 @@ def test_non_object_json_raises_invalid_chunk_error(payload: str) -> None:
         {"foo": 1},
         {},
         {"choices": "x"},
-        {"choices": [{"delta": {}}]},
+        {"choices": [{"delta": {"content": 5}}]},  # ({"delta": {}} alone is a choice 0 now)
         {"choices": [{"index": 0, "delta": {"content": 5}}]},
         {"id": "c", "choices": [{"index": "zero", "delta": {}}]},
     ],
