@@ -92,7 +92,9 @@ def __getattr__(name: str) -> _typing.Any:
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), "mock"})
+    # The public names (with the lazily imported ``mock``) and the module's dunders; not the
+    # private submodules, nor helpers an import hook may add (pytest's assertion rewriting).
+    return sorted({*__all__, *(name for name in globals() if name.startswith("__"))})
 
 
 __all__ = [

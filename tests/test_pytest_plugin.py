@@ -22,7 +22,20 @@ def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTEST_ADDOPTS")}
     env.pop("PYTEST_DISABLE_PLUGIN_AUTOLOAD", None)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-W", "error", *args],
+        # -p no:asyncio: pytest-asyncio warns about its unset loop scope in a folder without
+        # configuration, and warnings are errors here; these user suites are synchronous.
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:asyncio",
+            "-W",
+            "error",
+            *args,
+        ],
         cwd=folder,
         capture_output=True,
         text=True,

@@ -113,7 +113,7 @@ async def test_errors_and_refused_requests(logged: tuple[MockServer, io.StringIO
     assert SECRET not in text and "sk-wrong-key-0123456789" not in text
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 async def test_rxchat_serve_logs_to_stderr() -> None:
     env = {
         k: v
@@ -135,7 +135,7 @@ async def test_rxchat_serve_logs_to_stderr() -> None:
     )
     try:
         assert proc.stdout is not None and proc.stderr is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
+        line = (await asyncio.wait_for(proc.stdout.readline(), 120)).decode()
         url = line.split("listening on ")[1].split()[0]
         async with rxchat.AsyncClient(base_url=url, api_key=SECRET) as client:
             await client.chat.completions.create(model="gpt-4o?tokens=3", messages=USER)
