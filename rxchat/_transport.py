@@ -204,6 +204,8 @@ def _detail(err: BaseException) -> str:
     if found:
         text = found.group(1).strip().strip("'\"")
     text = " ".join(text.split())
+    if len(text) > 300:
+        text = text[:300] + f"... ({len(text)} chars)"
     return text or type(err).__name__
 
 
@@ -785,7 +787,8 @@ class HTTPTransport:
     ) -> APIStatusError:
         location = resp.headers.get("Location") or ""
         try:
-            shown = str(URL(location).with_user(None).with_query(None)) if location else "nowhere"
+            where = resp.url.join(URL(location)) if location else None
+            shown = "nowhere" if where is None else str(where.with_user(None).with_query(None))
         except (ValueError, TypeError):
             shown = "an invalid location"
         if redirects >= _MAX_REDIRECTS and target is not None:
