@@ -282,8 +282,9 @@ async def test_close_from_another_thread_wakes_sync_for() -> None:
 
 
 async def test_stream_closed_by_another_task_wakes_its_reader() -> None:
-    async with RawServer(_stall_after_one_chunk) as server:
-        async with rxchat.AsyncClient(base_url=server.url) as client:
+    async with RawServer(_stall_after_one_chunk) as server, rxchat.AsyncClient(
+        base_url=server.url
+    ) as client:
             stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
             got: list[str] = []
 
@@ -418,8 +419,9 @@ async def test_redirect_from_a_same_origin_hop_to_another_origin_is_refused() ->
             await writer.drain()
             return True
 
-        async with RawServer(handler) as server:
-            async with rxchat.AsyncClient(api_key="sk-k-k-k", base_url=server.url) as client:
+        async with RawServer(handler) as server, rxchat.AsyncClient(
+            api_key="sk-k-k-k", base_url=server.url
+        ) as client:
                 with pytest.raises(rxchat.APIStatusError):
                     await client.chat.completions.create(model="m", messages=USER)
         assert other.requests == [] and len(server.requests) == 2
@@ -597,8 +599,9 @@ def _bomb_handler(bomb: bytes, status: str = "200 OK") -> Handler:
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 async def test_gzip_bomb_json_answer_is_bounded(stream: bool) -> None:
     bomb = _gzip_bomb(64 << 20)  # 64 MiB of JSON in ~64 KB
-    async with RawServer(_bomb_handler(bomb)) as server:
-        async with rxchat.AsyncClient(base_url=server.url, max_retries=0) as client:
+    async with RawServer(_bomb_handler(bomb)) as server, rxchat.AsyncClient(
+        base_url=server.url, max_retries=0
+    ) as client:
             client._transport.max_response_bytes = 4 << 20
             with pytest.raises(rxchat.APIResponseValidationError) as info:
                 await client.chat.completions.create(model="m", messages=USER, stream=stream)
@@ -609,8 +612,10 @@ async def test_gzip_bomb_json_answer_is_bounded(stream: bool) -> None:
 
 async def test_gzip_bomb_error_body_is_bounded() -> None:
     bomb = _gzip_bomb(64 << 20)
-    async with RawServer(_bomb_handler(bomb, "500 Internal Server Error")) as server:
-        async with rxchat.AsyncClient(base_url=server.url, max_retries=0) as client:
+    handler = _bomb_handler(bomb, "500 Internal Server Error")
+    async with RawServer(handler) as server, rxchat.AsyncClient(
+        base_url=server.url, max_retries=0
+    ) as client:
             with pytest.raises(rxchat.InternalServerError) as info:
                 await client.chat.completions.create(model="m", messages=USER, stream=True)
     body = info.value.body

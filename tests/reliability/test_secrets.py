@@ -536,8 +536,9 @@ async def test_redaction_removes_the_value_not_what_looks_like_a_key() -> None:
     """The mock's own 401 message survives word for word; only the key's value is removed."""
     from rxchat.mock import MockServer
 
-    async with MockServer(api_key="the-right-key") as server:
-        async with AsyncClient(api_key=None, base_url=server.url, max_retries=0) as client:
+    async with MockServer(api_key="the-right-key") as server, AsyncClient(
+        api_key=None, base_url=server.url, max_retries=0
+    ) as client:
             with pytest.raises(AuthenticationError) as info:
                 await client.chat.completions.create(model="m", messages=MESSAGES)
     assert "Bearer auth (i.e. Authorization: Bearer YOUR_KEY)" in str(info.value)
