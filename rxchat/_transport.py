@@ -429,6 +429,7 @@ class HTTPTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._open: weakref.WeakSet[ChunkBatchStream] = weakref.WeakSet()
+        self._reading: set[aiohttp.ClientResponse] = set()  # whole bodies being read
 
     @property
     def base_url(self) -> str:
@@ -484,6 +485,8 @@ class HTTPTransport:
                     loop.create_task(session.close())
 
     def _interrupt_streams(self) -> None:
+        for resp in list(self._reading):
+            fail_reader(resp.content, self._closed_error())
         for stream in list(self._open):
             stream.interrupt(
                 APIConnectionError(
@@ -720,8 +723,6 @@ class HTTPTransport:
             trace_request_ctx=attempt,
         )
         seconds = _head_seconds(t)
-        if seconds is None:
-            return await request
         cm = asyncio.timeout(seconds)
         try:
             async with cm:
@@ -730,21 +731,44 @@ class HTTPTransport:
             if cm.expired():
                 raise PhaseTimeout("the response head (status line and headers)", t.read) from err
             raise
+        except asyncio.CancelledError:
+            # aiohttp cancels the requests waiting for a free connection when the client is
+            # closed: that is not a cancellation of the caller's task, and must not look like one.
+            task = asyncio.current_task()
+            if self._closed and task is not None and not task.cancelling():
+                raise self._closed_error() from None
+            raise
 
     async def _read_whole(
         self, resp: aiohttp.ClientResponse, limit: int, t: Timeout, what: str
     ) -> tuple[bytes, bool]:
-        """A whole body, within the read timeout (the whole body, not between bytes) and ``limit``."""
-        if t.read is None:
-            return await _read_bounded(resp.content, limit)
+        """A whole body, within the read timeout (the whole body, not between bytes) and ``limit``.
+
+        Closing the transport, or losing the connection without aiohttp waking the reader,
+        raises :class:`~rxchat.APIConnectionError` here at once.
+        """
+        content = resp.content
+
+        def lost() -> None:
+            if not content.is_eof() and content.exception() is None:
+                fail_reader(
+                    content, APIConnectionError(f"the connection was lost while reading {what}")
+                )
+
+        self._reading.add(resp)
+        unwatch = on_connection_lost(resp, lost)
         cm = asyncio.timeout(t.read)
         try:
             async with cm:
-                return await _read_bounded(resp.content, limit)
+                return await _read_bounded(content, limit)
         except TimeoutError as err:
             if cm.expired():
                 raise PhaseTimeout(what, t.read) from err
             raise
+        finally:
+            self._reading.discard(resp)
+            if unwatch is not None:
+                unwatch()
 
     def _map(
         self, err: BaseException, t: Timeout, deadline: float | None, *, chunks: int = 0
@@ -1037,6 +1061,8 @@ class ChunkBatchStream:
         self._resp = resp
         self.status_code = resp.status
         self.response_headers = resp.headers
+        tr._open.add(self)  # from here on, closing the client wakes this stream's reader
+        self._watch_connection(resp)
         try:
             ctype = resp.headers.get("content-type", "")
             if ctype.lower().lstrip().startswith("application/json"):
@@ -1050,8 +1076,6 @@ class ChunkBatchStream:
         self._state = _OPEN
         if t.idle is not None:
             self._idle_deadline = asyncio.get_running_loop().time() + t.idle
-        tr._open.add(self)
-        self._watch_connection(resp)
 
     def _watch_connection(self, resp: aiohttp.ClientResponse) -> None:
         """Wake the reader when the connection is lost and aiohttp did not (C parser, close)."""
@@ -1066,7 +1090,7 @@ class ChunkBatchStream:
 
     def _lost(self) -> None:
         resp = self._resp
-        if resp is None or self._state != _OPEN:
+        if resp is None or self._state == _ENDED:
             return
         content = resp.content
         if content.is_eof() or content.exception() is not None:
@@ -1084,7 +1108,7 @@ class ChunkBatchStream:
     def interrupt(self, error: APIConnectionError) -> None:
         """Make a read waiting for bytes (and every later one) raise ``error`` (any task)."""
         resp = self._resp
-        if resp is not None and self._state == _OPEN:
+        if resp is not None and self._state != _ENDED:
             fail_reader(resp.content, error)
 
     async def _json_instead_of_stream(self, resp: aiohttp.ClientResponse) -> None:
