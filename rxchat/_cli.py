@@ -34,7 +34,7 @@ from .errors import (
     IncompleteStreamError,
     InvalidChunkError,
     RxChatError,
-    redact,
+    redact_values,
 )
 from .events import ChatCompletionStreamEvent
 from .types import ChatCompletionChunk
@@ -485,10 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
     except UsageError as err:
-        print(f"rxchat: error: {redact(str(err), *secrets)}", file=sys.stderr)
+        print(f"rxchat: error: {redact_values(str(err), *secrets)}", file=sys.stderr)
         return EXIT_USAGE
     except RxChatError as err:
-        print(f"rxchat: error: {redact(describe(err), *secrets)}", file=sys.stderr)
+        print(f"rxchat: error: {redact_values(describe(err), *secrets)}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 

@@ -296,19 +296,22 @@ def _same_origin(a: URL, b: URL) -> bool:
     return a.scheme == b.scheme and a.host == b.host and a.port == b.port
 
 
-async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
-    """Read a body to its end but no more than ``limit`` bytes: (data, whether it was cut)."""
-    parts: list[bytes] = []
-    size = 0
+async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytearray, bool]:
+    """Read a body to its end but no more than ``limit`` bytes: (data, whether it was cut).
+
+    One growing buffer (no list of parts joined at the end): the peak memory stays near the
+    limit even when a compressed body inflates far past it.
+    """
+    data = bytearray()
     while True:
         part = await content.readany()
         if not part:
-            return b"".join(parts), False
-        size += len(part)
-        if size > limit:
-            parts.append(part[: len(part) - (size - limit)])
-            return b"".join(parts), True
-        parts.append(part)
+            return data, False
+        room = limit - len(data)
+        if len(part) > room:
+            data += part[:room]
+            return data, True
+        data += part
 
 
 def _deadline(t: Timeout) -> float | None:
@@ -741,7 +744,7 @@ class HTTPTransport:
 
     async def _read_whole(
         self, resp: aiohttp.ClientResponse, limit: int, t: Timeout, what: str
-    ) -> tuple[bytes, bool]:
+    ) -> tuple[bytearray, bool]:
         """A whole body, within the read timeout (the whole body, not between bytes) and ``limit``.
 
         Closing the transport, or losing the connection without aiohttp waking the reader,
@@ -848,7 +851,7 @@ class HTTPTransport:
         try:
             raw, _ = await self._read_whole(resp, MAX_ERROR_BODY, t, "the error body")
         except NETWORK_ERRORS:
-            raw = b""  # the status is the error; a broken or endless error body does not hide it
+            raw = bytearray()  # the status is the error; a broken or endless body does not hide it
         text = self.redact(raw.decode("utf-8", "replace"))
         body: object
         try:

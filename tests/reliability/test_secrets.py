@@ -542,9 +542,9 @@ async def test_redaction_removes_the_value_not_what_looks_like_a_key() -> None:
             with pytest.raises(AuthenticationError) as info:
                 await client.chat.completions.create(model="m", messages=MESSAGES)
     assert "Bearer auth (i.e. Authorization: Bearer YOUR_KEY)" in str(info.value)
-    from rxchat.errors import redact
+    from rxchat.errors import redact_values
 
-    assert redact("key sk-abc\\/def and sk-abc/def", "sk-abc/def") == "key *** and ***"
-    assert redact("Bearer sk-someone-elses-0123456789", "sk-mine-000") == (
+    assert redact_values("key sk-abc\\/def and sk-abc/def", "sk-abc/def") == "key *** and ***"
+    assert redact_values("Bearer sk-someone-elses-0123456789", "sk-mine-000") == (
         "Bearer sk-someone-elses-0123456789"
     )
