@@ -47,7 +47,7 @@ from .errors import (
     InvalidChunkError,
     NotFoundError,
     RxChatError,
-    redact,
+    redact_values,
 )
 from .events import ChatCompletionStreamEvent
 from .types import ChatCompletionChunk
@@ -838,13 +838,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_FAILURE
     except UsageError as err:
-        print(f"rxchat: error: {redact(str(err), *secrets)}", file=sys.stderr)
+        print(f"rxchat: error: {redact_values(str(err), *secrets)}", file=sys.stderr)
         return EXIT_USAGE
     except Failure as err:
         print(f"rxchat: error: {redact(str(err), *secrets)}", file=sys.stderr)
         return EXIT_FAILURE
     except RxChatError as err:
-        print(f"rxchat: error: {redact(describe(err), *secrets)}", file=sys.stderr)
+        print(f"rxchat: error: {redact_values(describe(err), *secrets)}", file=sys.stderr)
         return EXIT_FAILURE
     except Refused as err:
         refusal = " ".join(str(err).split())

@@ -20,7 +20,7 @@ import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
-from .errors import redact, secret_forms
+from .errors import redact_values, secret_forms
 
 __all__ = ["CREDENTIAL_HEADER", "Redactor"]
 
@@ -76,7 +76,7 @@ class Redactor:
         """``text`` with every secret spelling replaced by ``***``."""
         if not self.secrets:
             return text
-        return redact(text, *self.secrets)
+        return redact_values(text, *self.secrets)
 
     def contains(self, text: str) -> bool:
         """Whether ``text`` holds a secret in any spelling."""

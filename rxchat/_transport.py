@@ -205,6 +205,8 @@ def _detail(err: BaseException) -> str:
     if found:
         text = found.group(1).strip().strip("'\"")
     text = " ".join(text.split())
+    if len(text) > 300:
+        text = text[:300] + f"... ({len(text)} chars)"
     return text or type(err).__name__
 
 
@@ -295,19 +297,22 @@ def _same_origin(a: URL, b: URL) -> bool:
     return a.scheme == b.scheme and a.host == b.host and a.port == b.port
 
 
-async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytes, bool]:
-    """Read a body to its end but no more than ``limit`` bytes: (data, whether it was cut)."""
-    parts: list[bytes] = []
-    size = 0
+async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytearray, bool]:
+    """Read a body to its end but no more than ``limit`` bytes: (data, whether it was cut).
+
+    One growing buffer (no list of parts joined at the end): the peak memory stays near the
+    limit even when a compressed body inflates far past it.
+    """
+    data = bytearray()
     while True:
         part = await content.readany()
         if not part:
-            return b"".join(parts), False
-        size += len(part)
-        if size > limit:
-            parts.append(part[: len(part) - (size - limit)])
-            return b"".join(parts), True
-        parts.append(part)
+            return data, False
+        room = limit - len(data)
+        if len(part) > room:
+            data += part[:room]
+            return data, True
+        data += part
 
 
 def _deadline(t: Timeout) -> float | None:
@@ -428,6 +433,7 @@ class HTTPTransport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._open: weakref.WeakSet[ChunkBatchStream] = weakref.WeakSet()
+        self._reading: set[aiohttp.ClientResponse] = set()  # whole bodies being read
 
     @property
     def base_url(self) -> str:
@@ -483,6 +489,8 @@ class HTTPTransport:
                     loop.create_task(session.close())
 
     def _interrupt_streams(self) -> None:
+        for resp in list(self._reading):
+            fail_reader(resp.content, self._closed_error())
         for stream in list(self._open):
             stream.interrupt(
                 APIConnectionError(
@@ -726,8 +734,6 @@ class HTTPTransport:
             trace_request_ctx=attempt,
         )
         seconds = _head_seconds(t)
-        if seconds is None:
-            return await request
         cm = asyncio.timeout(seconds)
         try:
             async with cm:
@@ -736,21 +742,44 @@ class HTTPTransport:
             if cm.expired():
                 raise PhaseTimeout("the response head (status line and headers)", t.read) from err
             raise
+        except asyncio.CancelledError:
+            # aiohttp cancels the requests waiting for a free connection when the client is
+            # closed: that is not a cancellation of the caller's task, and must not look like one.
+            task = asyncio.current_task()
+            if self._closed and task is not None and not task.cancelling():
+                raise self._closed_error() from None
+            raise
 
     async def _read_whole(
         self, resp: aiohttp.ClientResponse, limit: int, t: Timeout, what: str
-    ) -> tuple[bytes, bool]:
-        """A whole body, within the read timeout (the whole body, not between bytes) and ``limit``."""
-        if t.read is None:
-            return await _read_bounded(resp.content, limit)
+    ) -> tuple[bytearray, bool]:
+        """A whole body, within the read timeout (the whole body, not between bytes) and ``limit``.
+
+        Closing the transport, or losing the connection without aiohttp waking the reader,
+        raises :class:`~rxchat.APIConnectionError` here at once.
+        """
+        content = resp.content
+
+        def lost() -> None:
+            if not content.is_eof() and content.exception() is None:
+                fail_reader(
+                    content, APIConnectionError(f"the connection was lost while reading {what}")
+                )
+
+        self._reading.add(resp)
+        unwatch = on_connection_lost(resp, lost)
         cm = asyncio.timeout(t.read)
         try:
             async with cm:
-                return await _read_bounded(resp.content, limit)
+                return await _read_bounded(content, limit)
         except TimeoutError as err:
             if cm.expired():
                 raise PhaseTimeout(what, t.read) from err
             raise
+        finally:
+            self._reading.discard(resp)
+            if unwatch is not None:
+                unwatch()
 
     def _map(
         self, err: BaseException, t: Timeout, deadline: float | None, *, chunks: int = 0
@@ -793,7 +822,8 @@ class HTTPTransport:
     ) -> APIStatusError:
         location = resp.headers.get("Location") or ""
         try:
-            shown = str(URL(location).with_user(None).with_query(None)) if location else "nowhere"
+            where = resp.url.join(URL(location)) if location else None
+            shown = "nowhere" if where is None else str(where.with_user(None).with_query(None))
         except (ValueError, TypeError):
             shown = "an invalid location"
         if redirects >= _MAX_REDIRECTS and target is not None:
@@ -829,7 +859,7 @@ class HTTPTransport:
         try:
             raw, _ = await self._read_whole(resp, MAX_ERROR_BODY, t, "the error body")
         except NETWORK_ERRORS:
-            raw = b""  # the status is the error; a broken or endless error body does not hide it
+            raw = bytearray()  # the status is the error; a broken or endless body does not hide it
         text = self.redact(raw.decode("utf-8", "replace"))
         body: object
         try:
@@ -1042,6 +1072,8 @@ class ChunkBatchStream:
         self._resp = resp
         self.status_code = resp.status
         self.response_headers = resp.headers
+        tr._open.add(self)  # from here on, closing the client wakes this stream's reader
+        self._watch_connection(resp)
         try:
             ctype = resp.headers.get("content-type", "")
             if ctype.lower().lstrip().startswith("application/json"):
@@ -1055,8 +1087,6 @@ class ChunkBatchStream:
         self._state = _OPEN
         if t.idle is not None:
             self._idle_deadline = asyncio.get_running_loop().time() + t.idle
-        tr._open.add(self)
-        self._watch_connection(resp)
 
     def _watch_connection(self, resp: aiohttp.ClientResponse) -> None:
         """Wake the reader when the connection is lost and aiohttp did not (C parser, close)."""
@@ -1071,7 +1101,7 @@ class ChunkBatchStream:
 
     def _lost(self) -> None:
         resp = self._resp
-        if resp is None or self._state != _OPEN:
+        if resp is None or self._state == _ENDED:
             return
         content = resp.content
         if content.is_eof() or content.exception() is not None:
@@ -1089,7 +1119,7 @@ class ChunkBatchStream:
     def interrupt(self, error: APIConnectionError) -> None:
         """Make a read waiting for bytes (and every later one) raise ``error`` (any task)."""
         resp = self._resp
-        if resp is not None and self._state == _OPEN:
+        if resp is not None and self._state != _ENDED:
             fail_reader(resp.content, error)
 
     async def _json_instead_of_stream(self, resp: aiohttp.ClientResponse) -> None:

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
@@ -93,11 +94,12 @@ def secret_forms(secret: str) -> tuple[str, ...]:
     return tuple(sorted((f for f in forms if f), key=len, reverse=True))
 
 
-def redact(text: str, *secrets: str | None) -> str:
-    """Replace every spelling of each secret in ``text`` with ``***``.
+def redact_values(text: str, *secrets: str | None) -> str:
+    """Replace every spelling of each secret in ``text`` with ``***`` (and nothing else).
 
     Only the given values are removed (see :func:`secret_forms`), never text that merely looks
     like a key, so a server's own words ("Authorization: Bearer YOUR_KEY") stay as they were.
+    This is what rxchat applies to every error it builds.
     """
     for secret in secrets:
         if secret and len(secret) >= _MIN_SECRET:
@@ -105,6 +107,21 @@ def redact(text: str, *secrets: str | None) -> str:
                 if form in text:
                     text = text.replace(form, "***")
     return text
+
+
+_BEARER = re.compile(r"(?i)(bearer\s+)[^\s\"',]+")
+_KEYLIKE = re.compile(r"\b(sk-[A-Za-z0-9_\-]{3})[A-Za-z0-9_\-]{6,}")
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """Remove secrets (every spelling of them) and anything that looks like a bearer token or
+    ``sk-`` key from text: a broad filter for your own log lines.
+
+    rxchat's errors use :func:`redact_values`, which removes the known values only.
+    """
+    text = redact_values(text, *secrets)
+    text = _BEARER.sub(r"\1***", text)
+    return _KEYLIKE.sub(r"\1***", text)
 
 
 _MIN_SECRET = 4  # shorter "secrets" (a test key "k") would garble every message

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -913,10 +914,8 @@ class RawServer:
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
-            try:
+            with contextlib.suppress(BaseException):
                 await task
-            except BaseException:
-                pass
         if self._server is not None:
             await self._server.wait_closed()
 

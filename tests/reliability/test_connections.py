@@ -83,7 +83,9 @@ async def test_like_the_openai_sdk_on_a_server_that_closes_after_each_answer() -
         async with openai.AsyncOpenAI(api_key="k", base_url=server.url, max_retries=0) as sdk:
             for _ in range(ROUNDS):
                 stream = await sdk.chat.completions.create(
-                    model="m", messages=USER, stream=True  # type: ignore[arg-type]
+                    model="m",
+                    messages=USER,
+                    stream=True,  # type: ignore[arg-type]
                 )
                 text = "".join([c.choices[0].delta.content or "" async for c in stream])
                 assert text == "Hello"
@@ -101,9 +103,7 @@ async def test_stale_pooled_connection_is_resent_at_once(closing_server: RawServ
         start = time.perf_counter()
         for i in range(ROUNDS):
             if i % 3 == 0:
-                stream = await client.chat.completions.create(
-                    model="m", messages=USER, stream=True
-                )
+                stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
                 text = "".join([c.text or "" async for c in stream])
             elif i % 3 == 1:
                 completion = await client.chat.completions.create(model="m", messages=USER)
@@ -163,9 +163,7 @@ async def test_reused_connection_failing_after_the_status_line_is_not_resent() -
         async with rxchat.AsyncClient(base_url=server.url, max_retries=2) as client:
             await client.chat.completions.create(model="m", messages=USER)
             with pytest.raises(rxchat.APIConnectionError) as info:
-                stream = await client.chat.completions.create(
-                    model="m", messages=USER, stream=True
-                )
+                stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
                 async for _ in stream:
                     pass
         assert len(server.requests) == 2  # never sent a third time
@@ -282,21 +280,23 @@ async def test_close_from_another_thread_wakes_sync_for() -> None:
 
 
 async def test_stream_closed_by_another_task_wakes_its_reader() -> None:
-    async with RawServer(_stall_after_one_chunk) as server:
-        async with rxchat.AsyncClient(base_url=server.url) as client:
-            stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
-            got: list[str] = []
+    async with (
+        RawServer(_stall_after_one_chunk) as server,
+        rxchat.AsyncClient(base_url=server.url) as client,
+    ):
+        stream = await client.chat.completions.create(model="m", messages=USER, stream=True)
+        got: list[str] = []
 
-            async def read() -> None:
-                async for chunk in stream:
-                    got.append(chunk.text or "")
+        async def read() -> None:
+            async for chunk in stream:
+                got.append(chunk.text or "")
 
-            task = asyncio.create_task(read())
-            while not got:
-                await asyncio.sleep(0.01)
-            await stream.close()
-            with pytest.raises(rxchat.APIConnectionError):
-                await asyncio.wait_for(task, 5)
+        task = asyncio.create_task(read())
+        while not got:
+            await asyncio.sleep(0.01)
+        await stream.close()
+        with pytest.raises(rxchat.APIConnectionError):
+            await asyncio.wait_for(task, 5)
 
 
 # -- malformed chunked encoding (issue 10, item 2) ---------------------------------------------
@@ -330,9 +330,12 @@ async def test_malformed_chunked_body(parser: str, bad: bytes) -> None:
         await asyncio.sleep(0.05)
         return False
 
-    async with RawServer(handler) as server, rxchat.AsyncClient(
-        base_url=server.url, timeout=rxchat.Timeout(read=2), max_retries=0
-    ) as client:
+    async with (
+        RawServer(handler) as server,
+        rxchat.AsyncClient(
+            base_url=server.url, timeout=rxchat.Timeout(read=2), max_retries=0
+        ) as client,
+    ):
         got: list[str] = []
         start = time.perf_counter()
         with pytest.raises(rxchat.APIConnectionError) as info:
@@ -362,7 +365,9 @@ async def test_same_origin_307_is_followed_with_the_body() -> None:
     async def handler(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         if request.target.startswith("/v1/"):
             writer.write(
-                response_head("307 Temporary Redirect", location="/v2/chat/completions", content_length="0")
+                response_head(
+                    "307 Temporary Redirect", location="/v2/chat/completions", content_length="0"
+                )
             )
         else:
             writer.write(answer_for(request))
@@ -379,7 +384,9 @@ async def test_same_origin_307_is_followed_with_the_body() -> None:
         assert second.headers["authorization"] == "Bearer sk-same-origin-key"
 
 
-@pytest.mark.parametrize("status", ["307 Temporary Redirect", "308 Permanent Redirect", "302 Found"])
+@pytest.mark.parametrize(
+    "status", ["307 Temporary Redirect", "308 Permanent Redirect", "302 Found"]
+)
 async def test_cross_origin_redirect_sends_nothing_there(status: str) -> None:
     async def elsewhere(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         writer.write(answer_for(request))
@@ -395,12 +402,15 @@ async def test_cross_origin_redirect_sends_nothing_there(status: str) -> None:
             await writer.drain()
             return True
 
-        async with RawServer(redirect) as server, rxchat.AsyncClient(
-            api_key="sk-redirect-key",
-            base_url=server.url,
-            default_headers={"api-key": "azure-style-key"},
-            max_retries=2,
-        ) as client:
+        async with (
+            RawServer(redirect) as server,
+            rxchat.AsyncClient(
+                api_key="sk-redirect-key",
+                base_url=server.url,
+                default_headers={"api-key": "azure-style-key"},
+                max_retries=2,
+            ) as client,
+        ):
             with pytest.raises(rxchat.APIStatusError) as info:
                 await client.chat.completions.create(model="m", messages=USER, stream=True)
         assert other.requests == []  # not the body, not a header: nothing went there
@@ -414,14 +424,18 @@ async def test_redirect_from_a_same_origin_hop_to_another_origin_is_refused() ->
 
         async def handler(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
             location = "/v1/next" if request.target.endswith("completions") else other.url + "/x"
-            writer.write(response_head("307 Temporary Redirect", location=location, content_length="0"))
+            writer.write(
+                response_head("307 Temporary Redirect", location=location, content_length="0")
+            )
             await writer.drain()
             return True
 
-        async with RawServer(handler) as server:
-            async with rxchat.AsyncClient(api_key="sk-k-k-k", base_url=server.url) as client:
-                with pytest.raises(rxchat.APIStatusError):
-                    await client.chat.completions.create(model="m", messages=USER)
+        async with (
+            RawServer(handler) as server,
+            rxchat.AsyncClient(api_key="sk-k-k-k", base_url=server.url) as client,
+        ):
+            with pytest.raises(rxchat.APIStatusError):
+                await client.chat.completions.create(model="m", messages=USER)
         assert other.requests == [] and len(server.requests) == 2
 
 
@@ -465,7 +479,12 @@ def test_sync_client_takes_default_query() -> None:
 async def test_json_content_type_is_case_insensitive() -> None:
     async def handler(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
         body = b'{"error": {"message": "deployment not ready", "code": "busy"}}'
-        writer.write(response_head(content_type="Application/JSON; charset=utf-8", content_length=str(len(body))) + body)
+        writer.write(
+            response_head(
+                content_type="Application/JSON; charset=utf-8", content_length=str(len(body))
+            )
+            + body
+        )
         await writer.drain()
         return True
 
@@ -524,11 +543,14 @@ PHASES = {
 async def test_each_phase_before_the_body_is_bounded(phase: str, stream: bool) -> None:
     """connect=1, read=1: the head, an error body and a JSON body each end within ~read s."""
     handler, error = PHASES[phase]
-    async with RawServer(handler) as server, rxchat.AsyncClient(
-        base_url=server.url,
-        timeout=rxchat.Timeout(connect=1, read=1, idle=1),
-        max_retries=0,
-    ) as client:
+    async with (
+        RawServer(handler) as server,
+        rxchat.AsyncClient(
+            base_url=server.url,
+            timeout=rxchat.Timeout(connect=1, read=1, idle=1),
+            max_retries=0,
+        ) as client,
+    ):
         start = time.perf_counter()
         with pytest.raises(error) as info:
             async with asyncio.timeout(10):
@@ -547,8 +569,16 @@ async def test_cli_total_timeout_bounds_a_trickled_head() -> None:
         start = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
             *cli_command(
-                "chat", "hi", "--base-url", server.url, "--model", "m",
-                "--timeout", "30", "--total-timeout", "1",
+                "chat",
+                "hi",
+                "--base-url",
+                server.url,
+                "--model",
+                "m",
+                "--timeout",
+                "30",
+                "--total-timeout",
+                "1",
             ),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -597,11 +627,13 @@ def _bomb_handler(bomb: bytes, status: str = "200 OK") -> Handler:
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "whole"])
 async def test_gzip_bomb_json_answer_is_bounded(stream: bool) -> None:
     bomb = _gzip_bomb(64 << 20)  # 64 MiB of JSON in ~64 KB
-    async with RawServer(_bomb_handler(bomb)) as server:
-        async with rxchat.AsyncClient(base_url=server.url, max_retries=0) as client:
-            client._transport.max_response_bytes = 4 << 20
-            with pytest.raises(rxchat.APIResponseValidationError) as info:
-                await client.chat.completions.create(model="m", messages=USER, stream=stream)
+    async with (
+        RawServer(_bomb_handler(bomb)) as server,
+        rxchat.AsyncClient(base_url=server.url, max_retries=0) as client,
+    ):
+        client._transport.max_response_bytes = 4 << 20
+        with pytest.raises(rxchat.APIResponseValidationError) as info:
+            await client.chat.completions.create(model="m", messages=USER, stream=stream)
     assert len(str(info.value)) < 1000
     if not stream:
         assert "max_response_bytes" in str(info.value)
@@ -609,10 +641,13 @@ async def test_gzip_bomb_json_answer_is_bounded(stream: bool) -> None:
 
 async def test_gzip_bomb_error_body_is_bounded() -> None:
     bomb = _gzip_bomb(64 << 20)
-    async with RawServer(_bomb_handler(bomb, "500 Internal Server Error")) as server:
-        async with rxchat.AsyncClient(base_url=server.url, max_retries=0) as client:
-            with pytest.raises(rxchat.InternalServerError) as info:
-                await client.chat.completions.create(model="m", messages=USER, stream=True)
+    handler = _bomb_handler(bomb, "500 Internal Server Error")
+    async with (
+        RawServer(handler) as server,
+        rxchat.AsyncClient(base_url=server.url, max_retries=0) as client,
+    ):
+        with pytest.raises(rxchat.InternalServerError) as info:
+            await client.chat.completions.create(model="m", messages=USER, stream=True)
     body = info.value.body
     assert isinstance(body, str) and len(body) <= 1 << 20
 
@@ -652,3 +687,54 @@ def test_gzip_bomb_peak_memory_stays_low(tmp_path: object) -> None:
     assert proc.returncode == 0, proc.stderr.decode()[-2000:]
     peak_mb = int(proc.stdout.split()[-1])
     assert peak_mb < 200, f"peak RSS {peak_mb} MB"
+
+
+# -- the same class of bug elsewhere: every waiter of a closed client gets a typed error -------
+
+
+async def _head_then_silence(request: RawRequest, writer: asyncio.StreamWriter) -> bool:
+    ctype = "text/event-stream" if b'"stream":true' in request.body else "application/json"
+    writer.write(response_head(content_type=ctype, transfer_encoding="chunked"))
+    await writer.drain()
+    await asyncio.sleep(60)
+    return False
+
+
+async def test_close_wakes_every_kind_of_waiter() -> None:
+    """Waiting for the first body byte, for a whole JSON body, and for a free pooled
+    connection (aiohttp cancels those waiters: a raw CancelledError in the caller's task)."""
+    async with RawServer(_head_then_silence) as server:
+        client = rxchat.AsyncClient(base_url=server.url, max_retries=0, timeout=None)
+        client._transport._connection_limit = 2  # the third request waits for a connection
+
+        async def first_byte() -> None:
+            await client.chat.completions.create(model="m", messages=USER, stream=True)
+
+        async def whole() -> None:
+            await client.chat.completions.create(model="m", messages=USER)
+
+        tasks = [asyncio.create_task(first_byte()), asyncio.create_task(whole())]
+        while len(server.requests) < 2:
+            await asyncio.sleep(0.01)
+        tasks.append(asyncio.create_task(whole()))  # waits for the pool
+        await asyncio.sleep(0.1)
+        start = time.perf_counter()
+        await client.close()
+        results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 5)
+        assert time.perf_counter() - start < AT_ONCE
+    for result in results:
+        assert isinstance(result, rxchat.APIConnectionError), repr(result)
+        assert "closed" in str(result)
+
+
+async def test_a_cancelled_caller_still_sees_cancellation() -> None:
+    """The closed-client mapping does not swallow a real cancellation of the caller."""
+    async with RawServer(_head_then_silence) as server, rxchat.AsyncClient(
+        base_url=server.url, timeout=None
+    ) as client:
+        task = asyncio.create_task(client.chat.completions.create(model="m", messages=USER))
+        while not server.requests:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

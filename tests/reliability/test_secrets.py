@@ -38,7 +38,7 @@ from faultkit import (
 from rxchat._client import AsyncClient, Client
 from rxchat._sources import chat_completion_stream
 from rxchat._transport import HTTPTransport, Timeout
-from rxchat.errors import APIConnectionError, RxChatError
+from rxchat.errors import APIConnectionError, AuthenticationError, RxChatError
 from rxchat.mock import create_app
 
 # -- a server that echoes the key it receives ---------------------------------------------------
@@ -381,3 +381,170 @@ def test_environment_cannot_turn_verification_off(
     for name in ("PYTHONHTTPSVERIFY", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"):
         monkeypatch.setenv(name, "0" if name == "PYTHONHTTPSVERIFY" else os.devnull)
     assert AsyncClient(api_key="k", base_url="https://example.invalid/v1")._verify_ssl is True
+
+
+# -- everything reachable from an error (issue 10, item 8) ------------------------------------
+
+SLASH_KEY = "sk-rxchat/SENTINEL/0123456789"
+"""A key with "/" in it: a server writing JSON may echo it as ``sk-rxchat\\/SENTINEL\\/...``."""
+URL_PASSWORD = "pw-SENTINEL-4242"
+
+
+def reachable_texts(err: BaseException) -> list[str]:
+    """str, repr and formatted traceback of ``err``, and the repr of everything reachable from
+    it: attributes (``__dict__``, ``__slots__``, dataclass fields), container items, named-tuple
+    fields, ``args``, ``__cause__`` / ``__context__`` to the end of the chain."""
+    texts = ["".join(traceback.format_exception(err))]
+    seen: set[int] = set()
+    todo: list[tuple[object, int]] = [(err, 0)]
+    while todo:
+        value, depth = todo.pop()
+        if id(value) in seen or depth > 12 or value is None:
+            continue
+        seen.add(id(value))
+        texts.append(repr(value))
+        if isinstance(value, str | bytes | int | float | bool):
+            texts.append(str(value))
+            continue
+        children: list[object] = []
+        if isinstance(value, BaseException):
+            texts.append(str(value))
+            children += [value.__cause__, value.__context__, *value.args]
+        if isinstance(value, dict) or hasattr(value, "items"):
+            try:
+                for k, v in value.items():  # type: ignore[attr-defined]
+                    children += [k, v]
+            except Exception:
+                pass
+        if isinstance(value, list | tuple | set | frozenset):
+            children += list(value)
+        children += list(getattr(value, "__dict__", {}).values())
+        for cls in type(value).__mro__:
+            for slot in getattr(cls, "__slots__", ()):
+                if isinstance(slot, str) and not slot.startswith("__"):
+                    children.append(getattr(value, slot, None))
+        for name in ("request_info", "headers", "url", "real_url", "history", "message"):
+            children.append(getattr(value, name, None))
+        todo += [(c, depth + 1) for c in children]
+    return texts
+
+
+def _assert_nothing_reachable(err: BaseException, *secrets: str, where: str) -> None:
+    from rxchat.errors import secret_forms
+
+    forms = {f for s in secrets for f in secret_forms(s)}
+    forms |= {"SENTINEL"}
+    for text in reachable_texts(err):
+        for form in forms:
+            assert form not in text, f"{where}: {form!r} reachable in {text[:400]!r}"
+
+
+async def _hostile(request: Any, writer: asyncio.StreamWriter) -> bool:
+    """Answers that make aiohttp raise with the request headers attached, or that echo the key."""
+    from faultkit import response_head
+
+    auth = request.headers.get("authorization", "")
+    key = auth.partition(" ")[2]
+    model = orjson.loads(request.body)["model"]
+    if model == "huge-header":
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 20_000 + b"\r\n\r\n")
+    elif model == "bad-status-line":
+        writer.write(f"HTTP/1.1 2x0 {auth}\r\n\r\n".encode())
+    elif model == "bad-header-echo":
+        writer.write(f"HTTP/1.1 200 OK\r\nX-Echo {auth}\r\n\r\n".encode())
+    elif model == "json-escaped-401":
+        escaped = key.replace("/", "\\/")
+        body = (
+            f'{{"error": {{"message": "bad key {escaped}", "code": "{escaped}", "param": "{escaped}", "type": "t"}}}}'
+        ).encode()
+        writer.write(
+            response_head(
+                "401 Unauthorized",
+                content_type="application/json",
+                content_length=str(len(body)),
+                www_authenticate=f'Bearer realm="{auth}"',
+            )
+            + body
+        )
+    elif model == "redirect-loop":
+        writer.write(
+            response_head(
+                "307 Temporary Redirect",
+                location=f"/v1/loop/{key}",
+                content_length="0",
+                x_echo=auth,
+            )
+        )
+        await writer.drain()
+        return True
+    await writer.drain()
+    return False
+
+
+HOSTILE_MODELS = [
+    "huge-header",
+    "bad-status-line",
+    "bad-header-echo",
+    "json-escaped-401",
+    "redirect-loop",
+]
+
+
+@pytest.mark.parametrize("model", HOSTILE_MODELS)
+@pytest.mark.parametrize("credentials", ["api_key", "url_password"])
+async def test_nothing_reachable_from_an_error_holds_a_secret(
+    model: str, credentials: str, no_leftover_tasks: None
+) -> None:
+    from faultkit import RawServer
+
+    async with RawServer(_hostile) as server:
+        if credentials == "api_key":
+            options: dict[str, Any] = {"api_key": SLASH_KEY, "base_url": server.url}
+            secrets = [SLASH_KEY]
+        else:
+            url = server.url.replace("http://", f"http://user:{URL_PASSWORD}@")
+            options = {"base_url": url}
+            secrets = [URL_PASSWORD]
+        errors: list[BaseException] = []
+        async with AsyncClient(max_retries=0, **options) as client:
+            for stream in (True, False):
+                try:
+                    await client.chat.completions.create(model=model, messages=MESSAGES, stream=stream)
+                except RxChatError as err:
+                    errors.append(err)
+        done: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+        chat_completion_stream(model=model, messages=MESSAGES, max_retries=0, **options).subscribe(
+            on_error=done.set_result, on_completed=lambda: done.set_result(None)
+        )
+        errors.append(await done)  # type: ignore[arg-type]
+
+        def sync() -> BaseException | None:
+            with Client(max_retries=0, **options) as sync_client:
+                try:
+                    sync_client.chat.completions.create(model=model, messages=MESSAGES)
+                except RxChatError as err:
+                    return err
+            return None
+
+        errors.append(await asyncio.to_thread(sync))  # type: ignore[arg-type]
+    assert len(errors) == 4 and all(isinstance(e, RxChatError) for e in errors), errors
+    for err in errors:
+        _assert_nothing_reachable(err, *secrets, where=f"{model} / {credentials}")
+
+
+async def test_redaction_removes_the_value_not_what_looks_like_a_key() -> None:
+    """The mock's own 401 message survives word for word; only the key's value is removed."""
+    from rxchat.mock import MockServer
+
+    async with MockServer(api_key="the-right-key") as server, AsyncClient(
+        api_key=None, base_url=server.url, max_retries=0
+    ) as client:
+            with pytest.raises(AuthenticationError) as info:
+                await client.chat.completions.create(model="m", messages=MESSAGES)
+    assert "Bearer auth (i.e. Authorization: Bearer YOUR_KEY)" in str(info.value)
+    from rxchat.errors import redact_values
+
+    assert redact_values("key sk-abc\\/def and sk-abc/def", "sk-abc/def") == "key *** and ***"
+    assert redact_values("Bearer sk-someone-elses-0123456789", "sk-mine-000") == (
+        "Bearer sk-someone-elses-0123456789"
+    )
