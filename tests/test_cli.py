@@ -734,11 +734,18 @@ async def test_replay_of_a_pipe_or_device(tmp_path: Path) -> None:
     os.mkfifo(fifo)
 
     async def feed() -> None:
-        def write() -> None:
-            with open(fifo, "wb") as f:
+        # Non-blocking open: it fails (ENXIO) until the command opened the FIFO for reading,
+        # and a command that never opens it leaves no thread blocked behind.
+        for _ in range(600):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "wb") as f:
                 f.write(sse_body("Through", " a pipe"))
-
-        await asyncio.to_thread(write)
+            return
 
     results = await asyncio.gather(run_cli("replay", str(fifo)), feed())
     assert results[0] == (0, "Through a pipe\n", "")
