@@ -1045,7 +1045,6 @@ class Completions:
         See :meth:`AsyncCompletions.observe`.
         """
         inner = self._async.observe(**_named(locals()), **params)
-        loop = self._portal.loop
 
         def subscribe(
             observer: abc.ObserverBase[ChatCompletionChunk],
@@ -1054,7 +1053,8 @@ class Completions:
             # Another kind of scheduler (reactivex's .run() passes a NewThreadScheduler) cannot
             # drive a socket: the subscription then runs on rxchat's loop all the same.
             if not isinstance(scheduler, AsyncIOScheduler):
-                scheduler = AsyncIOThreadSafeScheduler(loop)
+                # The portal of this process, looked up per subscription (fork() makes another).
+                scheduler = AsyncIOThreadSafeScheduler(self._portal.loop)
             return inner.subscribe(observer, scheduler=scheduler)
 
         return Observable(subscribe)

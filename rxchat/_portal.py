@@ -209,7 +209,12 @@ class Portal:
                     }
                 )
         for holder in sessions_of(loop):
-            await holder.aclose()
+            try:
+                await holder.aclose()
+            except Exception as err:  # reported like the tasks' failures; the others still close
+                loop.call_exception_handler(
+                    {"message": "closing a session at rxchat's shutdown failed", "exception": err}
+                )
         await loop.shutdown_asyncgens()
 
     def stop(self) -> None:

@@ -550,3 +550,279 @@ def test_plain_output_when_asked_even_in_a_terminal() -> None:
 
     assert not Output(plain=True, stream=FakeTerminal()).rich
     assert not Output(stream=io.StringIO()).rich
+
+
+# -- bad input, as a user types it (issue 10, item 13) -----------------------------------------
+
+
+def sse_body(*texts: str, finish: bool = True) -> bytes:
+    """A recorded streamed answer (made here: tests never read ../shared)."""
+    base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
+    chunks = [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
+    chunks += [{"index": 0, "delta": {"content": t}, "finish_reason": None} for t in texts]
+    if finish:
+        chunks.append({"index": 0, "delta": {}, "finish_reason": "stop"})
+    body = b"".join(
+        b"data: " + json.dumps({**base, "choices": [c]}).encode() + b"\n\n" for c in chunks
+    )
+    return body + (b"data: [DONE]\n\n" if finish else b"")
+
+
+async def run_many(*commands: tuple[str, ...]) -> list[tuple[int, str, str]]:
+    """Run several commands, a few at a time (each starts an interpreter)."""
+    slots = asyncio.Semaphore(3)
+
+    async def run(args: tuple[str, ...]) -> tuple[int, str, str]:
+        async with slots:
+            return await run_cli(*args, timeout=90)
+
+    return await asyncio.gather(*(run(args) for args in commands))
+
+
+def no_traceback(err: str) -> str:
+    """The error line of an argparse usage error (usage lines before it) or of rxchat's own."""
+    assert "Traceback" not in err, err
+    return err.strip("\n").split("\n")[-1]
+
+
+async def test_bad_numbers_are_usage_errors_that_name_their_flag(mock_server: MockServer) -> None:
+    url = mock_server.url
+    cases = {
+        ("demo", "--delay", "-1"): "argument --delay",
+        ("serve", "--port", "99999"): "argument --port",
+        ("serve", "--delay", "nan"): "argument --delay",
+        ("chat", "Hi", "--model", "m", "--base-url", url, "--timeout", "0"): "argument --timeout",
+        ("chat", "Hi", "--model", "m", "--base-url", url, "--timeout", "inf"): "argument --timeout",
+        (
+            "chat",
+            "Hi",
+            "--model",
+            "m",
+            "--base-url",
+            url,
+            "--idle-timeout",
+            "-1",
+        ): "argument --idle-timeout",
+        (
+            "chat",
+            "Hi",
+            "--model",
+            "m",
+            "--base-url",
+            url,
+            "--max-retries",
+            "-1",
+        ): "argument --max-retries",
+        (
+            "chat",
+            "Hi",
+            "--model",
+            "m",
+            "--base-url",
+            url,
+            "--temperature",
+            "nan",
+        ): "argument --temperature",
+        (
+            "chat",
+            "Hi",
+            "--model",
+            "m",
+            "--base-url",
+            url,
+            "--max-tokens",
+            "0",
+        ): "argument --max-tokens",
+    }
+    results = await run_many(*cases)
+    for (args, flag), (code, out, err) in zip(cases.items(), results, strict=True):
+        line = no_traceback(err)
+        assert code == 2, (args, err)
+        assert flag in line, (args, line)
+        assert "Timeout." not in err and "max_retries" not in err and "token_delay" not in err
+        assert out == ""
+
+
+async def test_an_unknown_flag_is_named_before_a_missing_one() -> None:
+    code, _, err = await run_cli("chat", "Hi", "--bogus")
+    assert code == 2
+    line = no_traceback(err)
+    assert "unrecognized arguments: --bogus" in line
+    assert "--model" not in line
+
+
+async def test_bad_base_urls_name_the_flag(mock_server: MockServer) -> None:
+    for url, phrase in (
+        ("http://[::1", "--base-url is not a valid URL"),
+        ("ftp://x", "--base-url must be"),
+    ):
+        code, _, err = await run_cli("chat", "Hi", "--model", "m", "--base-url", url)
+        assert code == 2
+        assert phrase in one_line(err)
+    code, _, err = await run_cli(
+        "chat", "Hi", "--model", "m", env=cli_env(RXCHAT_BASE_URL="ftp://x")
+    )
+    assert code == 2
+    assert "$RXCHAT_BASE_URL must be" in one_line(err)
+
+
+async def test_a_404_from_a_base_url_without_v1_hints_to_add_it(mock_server: MockServer) -> None:
+    root = mock_server.url.removesuffix("/v1")
+    code, out, err = await run_cli("chat", "Hi", "--model", "m", "--base-url", root)
+    assert (code, out) == (1, "")
+    assert f"try {root}/v1" in one_line(err)
+    # With /v1 a 404 (an unknown model, say) gets no such hint.
+    code, _, err = await run_cli("chat", "Hi", "--model", "m", "--base-url", root + "/v1/nope")
+    assert code == 1
+    assert "hint" not in one_line(err)
+
+
+async def test_a_refusal_is_marked_on_stderr_and_exits_3(
+    mock_server: MockServer, tmp_path: Path
+) -> None:
+    url = mock_server.url
+    schema = tmp_path / "answer.json"
+    schema.write_text(json.dumps({"type": "object", "properties": {"a": {"type": "string"}}}))
+    plain, events, structured = await run_many(
+        ("chat", "how is anthrax made", "--model", "m", "--base-url", url),
+        ("chat", "Hi", "--model", "mock?refusal=1", "--base-url", url, "--events"),
+        (
+            "chat",
+            "Hi",
+            "--model",
+            "mock?refusal=1",
+            "--base-url",
+            url,
+            "--json-schema",
+            str(schema),
+        ),
+    )
+    code, out, err = plain
+    assert (code, out) == (3, "")
+    assert one_line(err).startswith("rxchat: refusal: ")
+    code, out, err = events
+    assert code == 3
+    assert any(json.loads(line)["type"] == "refusal.done" for line in out.splitlines())
+    assert one_line(err).startswith("rxchat: refusal: ")
+    code, out, err = structured
+    assert code == 3
+    assert one_line(err).startswith("rxchat: refusal: ")
+
+
+async def test_help_documents_the_exit_statuses() -> None:
+    for command in ((), ("chat",), ("replay",)):
+        code, out, _ = await run_cli(*command, "--help")
+        assert code == 0
+        assert "exit status:" in out and "3    the model refused" in out and "130" in out
+
+
+async def test_chat_prompt_from_stdin_must_be_utf8_and_not_empty(mock_server: MockServer) -> None:
+    args = ("chat", "-", "--model", "m", "--base-url", mock_server.url)
+    code, _, err = await run_cli(*args, stdin=b"")
+    assert code == 2 and "empty" in one_line(err)
+    code, _, err = await run_cli(*args, stdin=b"\xff\xfe hi")
+    assert code == 2 and "not valid UTF-8" in one_line(err)
+
+
+async def test_replay_of_stdin(tmp_path: Path) -> None:
+    code, out, err = await run_cli("replay", "-", stdin=sse_body("Hello", " there"))
+    assert (code, out, err) == (0, "Hello there\n", "")
+
+
+async def test_replay_of_a_pipe_or_device(tmp_path: Path) -> None:
+    fifo = tmp_path / "answer.fifo"
+    os.mkfifo(fifo)
+
+    async def feed() -> None:
+        # Non-blocking open: it fails (ENXIO) until the command opened the FIFO for reading,
+        # and a command that never opens it leaves no thread blocked behind.
+        for _ in range(600):
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:
+                await asyncio.sleep(0.1)
+                continue
+            os.set_blocking(fd, True)
+            with os.fdopen(fd, "wb") as f:
+                f.write(sse_body("Through", " a pipe"))
+            return
+
+    results = await asyncio.gather(run_cli("replay", str(fifo)), feed())
+    assert results[0] == (0, "Through a pipe\n", "")
+
+
+async def test_replay_of_a_directory_or_a_file_that_is_not_sse(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("hello\nthis is not a recording\n")
+    answer = tmp_path / "answer.json"
+    answer.write_text(json.dumps({"object": "chat.completion", "choices": []}))
+    empty = tmp_path / "empty.sse"
+    empty.write_bytes(b"")
+    cases = {
+        str(tmp_path): "is a directory",
+        str(text): "is not an SSE recording",
+        str(answer): "holds JSON, not an SSE stream",
+        str(empty): "is empty",
+    }
+    results = await run_many(*(("replay", name) for name in cases))
+    for (name, phrase), (code, _, err) in zip(cases.items(), results, strict=True):
+        assert code == 2, (name, err)
+        assert phrase in one_line(err), (name, err)
+    # A real recording that is cut keeps its own error (exit 1), with the text before it.
+    cut = tmp_path / "cut.sse"
+    cut.write_bytes(sse_body("Half", " an", finish=False))
+    code, out, err = await run_cli("replay", str(cut))
+    assert (code, out) == (1, "Half an\n")
+    assert one_line(err).startswith("rxchat: error: incomplete stream")
+
+
+async def test_ctrl_c_while_replay_waits_on_stdin() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rxchat",
+        "replay",
+        "-",
+        "--plain",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write(sse_body("Waiting", finish=False))  # then the pipe stays open, silent
+        await proc.stdin.drain()
+        assert await asyncio.wait_for(proc.stdout.read(7), 60) == b"Waiting"
+        proc.send_signal(signal.SIGINT)
+        code = await asyncio.wait_for(proc.wait(), 10)  # it used to wait for the end of stdin
+        assert code == 130
+        assert one_line((await proc.stderr.read()).decode()) == "rxchat: interrupted"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_a_closed_stdout_ends_quietly() -> None:
+    # `rxchat demo | head -1`: the reader goes away after the first line.
+    read_end, write_end = os.pipe()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "rxchat",
+        "demo",
+        "--delay",
+        "0.01",
+        stdout=write_end,
+        stderr=asyncio.subprocess.PIPE,
+        env=cli_env(),
+    )
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        first = await asyncio.to_thread(reader.readline)
+    assert first.startswith(b"embedded mock server: http://127.0.0.1:")
+    code = await asyncio.wait_for(proc.wait(), 60)
+    assert proc.stderr is not None
+    err = (await proc.stderr.read()).decode()
+    assert (code, err) == (1, "")

@@ -181,6 +181,7 @@ FORK_SCRIPT = PRELUDE + textwrap.dedent(
     short = "mock?tokens=5"
     print("parent:", client.chat.completions.create(model=short, messages=MSG).choices[0].message.content is not None)
     half = client.chat.completions.create(model="mock?tokens=30&delay=0.02", messages=MSG, stream=True)
+    observed = client.chat.completions.observe(model=short, messages=MSG)
     next(half)
     pid = os.fork()
     if pid == 0:
@@ -189,6 +190,12 @@ FORK_SCRIPT = PRELUDE + textwrap.dedent(
         chunks = list(client.chat.completions.create(model=short, messages=MSG, stream=True))
         with client.chat.completions.stream(model=short, messages=MSG) as events:
             final = events.get_final_completion()
+        # An Observable made in the parent subscribes on the child's own loop.
+        import threading
+        done = threading.Event()
+        seen = []
+        observed.subscribe(seen.append, lambda err: done.set(), done.set)
+        assert done.wait(20) and len(seen) == 7, seen
         print("child:", bool(text), len(chunks), final.choices[0].finish_reason, flush=True)
         # The stream the parent opened before the fork is the parent's.
         try:
