@@ -78,6 +78,7 @@ from .types import StreamChunk as StreamChunk
 
 if _typing.TYPE_CHECKING:
     from . import mock as mock
+    from . import redis as redis
 
 __version__ = "0.1.0"
 
