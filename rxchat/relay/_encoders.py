@@ -274,11 +274,19 @@ class EventsEncoder(Encoder):
 
     def _event(self, event: Any) -> list[Message]:
         kind = event.type
+        if kind == "content.delta" and event.__dict__.get("parsed", _NOT_SET) is None:
+            # the event of nearly every chunk of a text answer: written directly
+            data = b'{"type":"content.delta","delta":%s,"choice_index":%d}' % (
+                orjson.dumps(event.delta),
+                event.choice_index,
+            )
+            return [(b"content.delta", data)]
         if kind == "chunk":
             chunk = event.chunk
             for choice in chunk.choices:
-                if choice.finish_reason is not None:
-                    self._finish[choice.index] = choice.finish_reason
+                reason = choice.finish_reason
+                if reason is not None:
+                    self._finish[choice.index] = reason
             if chunk.usage is not None:
                 self._usage = chunk.usage
             if not self._chunks:
@@ -350,6 +358,7 @@ class UIMessageStreamEncoder(Encoder):
         self._dynamic = dynamic_tools
         self._started = False
         self._text: str | None = None  # id of the open text part
+        self._text_json = b""
         self._reasoning: str | None = None  # id of the open reasoning part
         self._parts = 0
         self._calls: dict[int, _ToolCall] = {}
@@ -432,13 +441,20 @@ class UIMessageStreamEncoder(Encoder):
                 )
             for text in (delta.content, delta.refusal):
                 if text:
-                    self._end_reasoning(out)
-                    self._end_call(out)
+                    if self._reasoning is not None:
+                        self._end_reasoning(out)
+                    if self._open_call is not None:
+                        self._end_call(out)
                     if self._text is None:
                         self._text = self._new_part("text")
-                        out.append((None, b'{"type":"text-start","id":%s}' % _json(self._text)))
+                        self._text_json = _json(self._text)
+                        out.append((None, b'{"type":"text-start","id":%s}' % self._text_json))
                     out.append(
-                        (None, _json({"type": "text-delta", "id": self._text, "delta": text}))
+                        (
+                            None,
+                            b'{"type":"text-delta","id":%s,"delta":%s}'
+                            % (self._text_json, orjson.dumps(text)),
+                        )
                     )
             if delta.tool_calls:
                 self._end_reasoning(out)

@@ -137,6 +137,8 @@ class SSEStream(AsyncIterator[bytes]):
         self.max_buffer = max_buffer
         self.on_disconnect: DisconnectPolicy = on_disconnect
         self._on_overflow = on_overflow
+        self._encode = encoder.encode
+        self._half_buffer = max_buffer // 2
         skip = (
             last_event_id if isinstance(last_event_id, int) else parse_last_event_id(last_event_id)
         )
@@ -188,13 +190,27 @@ class SSEStream(AsyncIterator[bytes]):
         if self._ended or self._detached:
             return
         try:
-            messages = self.encoder.encode(item)
+            messages = self._encode(item)
         except Exception as err:  # a bad item: the stream ends with the format's error event
             self._end_error(err)
             return
-        self._frames(messages)
-        size = self._size
-        if size >= self.max_buffer // 2:
+        n = self._next_id
+        if len(messages) == 1 and n > self._skip and not self._retry:
+            # one event, past the resume point: the common case, framed here
+            event, data = messages[0]
+            if event is None:
+                frame = b"id: %d\ndata: %s\n\n" % (n, data)
+            else:
+                frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (n, event, data)
+            self._next_id = n + 1
+            self._pending.append(frame)
+            size = self._size = self._size + len(frame)
+            if self._waiter is not None:
+                self._wake()
+        else:
+            self._frames(messages)
+            size = self._size
+        if size >= self._half_buffer:
             gate = self._gate
             if not gate.closed:
                 # rxchat's sources (a model server's stream, a stream log) stop reading at
