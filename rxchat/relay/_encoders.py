@@ -78,9 +78,21 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
+# One chunk relayed to many browsers (an ops.broadcast(), a hot Observable) reaches every
+# connection's encoder in turn: the last chunk's JSON is kept (with the chunk, so its id stays its
+# own) and serialised once for all of them.
+_last_chunk: tuple[Any, bytes] = (None, b"")
+
+
 def _chunk_json(chunk: ChatCompletionChunk) -> bytes:
     # The fields the server sent (unknown ones included), as bytes, in one pass.
-    return type(chunk).__pydantic_serializer__.to_json(chunk, exclude_unset=True)
+    global _last_chunk
+    last = _last_chunk  # one read and one write of a tuple: safe across loop threads
+    if last[0] is chunk:
+        return last[1]
+    data = type(chunk).__pydantic_serializer__.to_json(chunk, exclude_unset=True)
+    _last_chunk = (chunk, data)
+    return data
 
 
 def error_body(error: BaseException) -> dict[str, Any]:
