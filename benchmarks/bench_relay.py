@@ -220,7 +220,7 @@ async def serve(events: int, interval: float) -> None:
     app.router.add_get("/sse", sse)
     app.router.add_post("/start", start)
     app.router.add_get("/result", result)
-    runner = web.AppRunner(app, access_log=None, backlog=4096)  # type: ignore[call-arg]
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, backlog=4096)
     await site.start()

@@ -425,9 +425,29 @@ class UIMessageStreamEncoder(Encoder):
         return part
 
     def encode(self, item: Any) -> list[Message]:
-        chunk = as_chunk(item)
+        chunk = item if type(item) is ChatCompletionChunk else as_chunk(item)
         if chunk is None:
             return []
+        choices = chunk.choices
+        if self._text is not None and len(choices) == 1:
+            # Most chunks: more text for the open text part (which means no reasoning part and
+            # no tool call is open), nothing else.
+            choice = choices[0]
+            delta = choice.delta
+            content = delta.content
+            if (
+                content
+                and choice.index == 0
+                and choice.finish_reason is None
+                and delta.reasoning_content is None
+                and delta.refusal is None
+                and delta.tool_calls is None
+            ):
+                data = b'{"type":"text-delta","id":%s,"delta":%s}' % (
+                    self._text_json,
+                    orjson.dumps(content),
+                )
+                return [(None, data)]
         out: list[Message] = []
         if not self._started:
             self._start(out, chunk)
