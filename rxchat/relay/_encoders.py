@@ -78,9 +78,21 @@ def _json(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
+# One chunk relayed to many browsers (an ops.broadcast(), a hot Observable) reaches every
+# connection's encoder in turn: the last chunk's JSON is kept (with the chunk, so its id stays its
+# own) and serialised once for all of them.
+_last_chunk: tuple[Any, bytes] = (None, b"")
+
+
 def _chunk_json(chunk: ChatCompletionChunk) -> bytes:
     # The fields the server sent (unknown ones included), as bytes, in one pass.
-    return type(chunk).__pydantic_serializer__.to_json(chunk, exclude_unset=True)
+    global _last_chunk
+    last = _last_chunk  # one read and one write of a tuple: safe across loop threads
+    if last[0] is chunk:
+        return last[1]
+    data = type(chunk).__pydantic_serializer__.to_json(chunk, exclude_unset=True)
+    _last_chunk = (chunk, data)
+    return data
 
 
 def error_body(error: BaseException) -> dict[str, Any]:
@@ -274,11 +286,19 @@ class EventsEncoder(Encoder):
 
     def _event(self, event: Any) -> list[Message]:
         kind = event.type
+        if kind == "content.delta" and event.__dict__.get("parsed", _NOT_SET) is None:
+            # the event of nearly every chunk of a text answer: written directly
+            data = b'{"type":"content.delta","delta":%s,"choice_index":%d}' % (
+                orjson.dumps(event.delta),
+                event.choice_index,
+            )
+            return [(b"content.delta", data)]
         if kind == "chunk":
             chunk = event.chunk
             for choice in chunk.choices:
-                if choice.finish_reason is not None:
-                    self._finish[choice.index] = choice.finish_reason
+                reason = choice.finish_reason
+                if reason is not None:
+                    self._finish[choice.index] = reason
             if chunk.usage is not None:
                 self._usage = chunk.usage
             if not self._chunks:
@@ -350,6 +370,7 @@ class UIMessageStreamEncoder(Encoder):
         self._dynamic = dynamic_tools
         self._started = False
         self._text: str | None = None  # id of the open text part
+        self._text_json = b""
         self._reasoning: str | None = None  # id of the open reasoning part
         self._parts = 0
         self._calls: dict[int, _ToolCall] = {}
@@ -404,9 +425,29 @@ class UIMessageStreamEncoder(Encoder):
         return part
 
     def encode(self, item: Any) -> list[Message]:
-        chunk = as_chunk(item)
+        chunk = item if type(item) is ChatCompletionChunk else as_chunk(item)
         if chunk is None:
             return []
+        choices = chunk.choices
+        if self._text is not None and len(choices) == 1:
+            # Most chunks: more text for the open text part (which means no reasoning part and
+            # no tool call is open), nothing else.
+            choice = choices[0]
+            delta = choice.delta
+            content = delta.content
+            if (
+                content
+                and choice.index == 0
+                and choice.finish_reason is None
+                and delta.reasoning_content is None
+                and delta.refusal is None
+                and delta.tool_calls is None
+            ):
+                data = b'{"type":"text-delta","id":%s,"delta":%s}' % (
+                    self._text_json,
+                    orjson.dumps(content),
+                )
+                return [(None, data)]
         out: list[Message] = []
         if not self._started:
             self._start(out, chunk)
@@ -432,13 +473,20 @@ class UIMessageStreamEncoder(Encoder):
                 )
             for text in (delta.content, delta.refusal):
                 if text:
-                    self._end_reasoning(out)
-                    self._end_call(out)
+                    if self._reasoning is not None:
+                        self._end_reasoning(out)
+                    if self._open_call is not None:
+                        self._end_call(out)
                     if self._text is None:
                         self._text = self._new_part("text")
-                        out.append((None, b'{"type":"text-start","id":%s}' % _json(self._text)))
+                        self._text_json = _json(self._text)
+                        out.append((None, b'{"type":"text-start","id":%s}' % self._text_json))
                     out.append(
-                        (None, _json({"type": "text-delta", "id": self._text, "delta": text}))
+                        (
+                            None,
+                            b'{"type":"text-delta","id":%s,"delta":%s}'
+                            % (self._text_json, orjson.dumps(text)),
+                        )
                     )
             if delta.tool_calls:
                 self._end_reasoning(out)

@@ -137,6 +137,8 @@ class SSEStream(AsyncIterator[bytes]):
         self.max_buffer = max_buffer
         self.on_disconnect: DisconnectPolicy = on_disconnect
         self._on_overflow = on_overflow
+        self._encode = encoder.encode
+        self._half_buffer = max_buffer // 2
         skip = (
             last_event_id if isinstance(last_event_id, int) else parse_last_event_id(last_event_id)
         )
@@ -154,6 +156,8 @@ class SSEStream(AsyncIterator[bytes]):
         self._task: asyncio.Task[None] | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._started = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._last_write = 0.0
         self._ended = False  # the terminal messages are in the buffer
         self._finished = False  # everything was handed out
         self._detached = False
@@ -188,13 +192,27 @@ class SSEStream(AsyncIterator[bytes]):
         if self._ended or self._detached:
             return
         try:
-            messages = self.encoder.encode(item)
+            messages = self._encode(item)
         except Exception as err:  # a bad item: the stream ends with the format's error event
             self._end_error(err)
             return
-        self._frames(messages)
-        size = self._size
-        if size >= self.max_buffer // 2:
+        n = self._next_id
+        if len(messages) == 1 and n > self._skip and not self._retry:
+            # one event, past the resume point: the common case, framed here
+            event, data = messages[0]
+            if event is None:
+                frame = b"id: %d\ndata: %s\n\n" % (n, data)
+            else:
+                frame = b"id: %d\nevent: %s\ndata: %s\n\n" % (n, event, data)
+            self._next_id = n + 1
+            self._pending.append(frame)
+            size = self._size = self._size + len(frame)
+            if self._waiter is not None:
+                self._wake()
+        else:
+            self._frames(messages)
+            size = self._size
+        if size >= self._half_buffer:
             gate = self._gate
             if not gate.closed:
                 # rxchat's sources (a model server's stream, a stream log) stop reading at
@@ -333,26 +351,28 @@ class SSEStream(AsyncIterator[bytes]):
     async def __anext__(self) -> bytes:
         if not self._started:
             self._started = True
+            self._last_write = asyncio.get_running_loop().time()
             if not self._ended:
                 self._subscribe()
         while not self._pending:
             if self._ended or self._finished:
                 self._finished = True
+                self._stop_timer()
                 raise StopAsyncIteration
             loop = asyncio.get_running_loop()
             waiter = self._waiter = loop.create_future()
-            timer = None
-            if self.keepalive is not None:
-                timer = loop.call_later(self.keepalive, self._keepalive_due, waiter)
+            if self.keepalive is not None and self._timer is None:
+                # One timer per stream, moved on only when it fires: no timer per event.
+                self._timer = loop.call_at(self._last_write + self.keepalive, self._keepalive_due)
             try:
                 await waiter
             finally:
                 self._waiter = None
-                if timer is not None:
-                    timer.cancel()
         pending = self._pending
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
+        if self.keepalive is not None:
+            self._last_write = asyncio.get_running_loop().time()
         self.sent_events = self._next_id - 1
         self._size = 0
         if self._gate.closed and not self._ended:
@@ -360,10 +380,24 @@ class SSEStream(AsyncIterator[bytes]):
             self._gate.open()
         return data
 
-    def _keepalive_due(self, waiter: asyncio.Future[None]) -> None:
-        if not waiter.done() and not self._pending and not self._ended:
-            self._pending.append(_KEEPALIVE)
-            waiter.set_result(None)
+    def _keepalive_due(self) -> None:
+        self._timer = None
+        if self._ended or self._finished or self.keepalive is None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._last_write + self.keepalive
+        if loop.time() < due or self._pending or self._waiter is None:
+            # written meanwhile (or the writer is busy): look again a keep-alive after the write
+            self._timer = loop.call_at(max(due, loop.time() + 0.001), self._keepalive_due)
+            return
+        self._pending.append(_KEEPALIVE)
+        self._last_write = loop.time()
+        self._wake()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
 
     @property
     def headers(self) -> dict[str, str]:
@@ -385,6 +419,7 @@ class SSEStream(AsyncIterator[bytes]):
             return
         self._finished = True
         self._pending.clear()
+        self._stop_timer()
         if not self._ended:
             self.outcome = "disconnected"
             if self.on_disconnect == "detach" and self._started:
