@@ -38,9 +38,9 @@ ENV = {**os.environ, "NO_COLOR": "1"}
 
 def test_chat_plain_text(target: Target) -> None:
     prompt = "Name two planets, separated by a comma."
-    expected = raw_text(raw_stream(target, {"messages": user(prompt), "max_tokens": 16, **GREEDY}))
+    expected = raw_text(raw_stream(target, {"messages": user(prompt), "max_tokens": 8, **GREEDY}))
     done = subprocess.run(
-        rxchat_chat(target, prompt, "--max-tokens", "16", "--temperature", "0", "--plain"),
+        rxchat_chat(target, prompt, "--max-tokens", "8", "--temperature", "0", "--plain"),
         capture_output=True,
         text=True,
         timeout=60,
