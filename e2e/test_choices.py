@@ -14,7 +14,7 @@ from rxchat import operators as ops
 
 PROMPT = "Write a short sentence about the sea."
 # Not greedy: two greedy choices would be identical. A seed keeps the run reproducible.
-PARAMS: dict[str, Any] = {"n": 2, "max_tokens": 16, "temperature": 1.0, "seed": 11}
+PARAMS: dict[str, Any] = {"n": 2, "max_tokens": 8, "temperature": 1.0, "seed": 11}
 
 
 def _first_choice_order(payloads: list[Any]) -> list[int]:

@@ -11,7 +11,7 @@ import rxchat
 from rxchat import operators as ops
 
 PROMPT = "List four animals that live in the sea."
-PARAMS: dict[str, Any] = {"max_tokens": 24, "stream_options": {"include_usage": True}, **GREEDY}
+PARAMS: dict[str, Any] = {"max_tokens": 12, "stream_options": {"include_usage": True}, **GREEDY}
 
 
 def _prompt_tokens_seen(target: Target) -> float:

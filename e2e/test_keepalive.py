@@ -17,8 +17,8 @@ from support import GREEDY, Target, user
 import rxchat
 from rxchat import operators as ops
 
-ROUNDS = 4
-PARAMS: dict[str, Any] = {"max_tokens": 8, **GREEDY}
+ROUNDS = 3
+PARAMS: dict[str, Any] = {"max_tokens": 4, **GREEDY}
 
 
 def prompt(i: int) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from support import GREEDY, Target, note, raw_stream, raw_text, user
 
 import rxchat
 
-PARAMS: dict[str, Any] = {"max_tokens": 40, **GREEDY}
+PARAMS: dict[str, Any] = {"max_tokens": 12, **GREEDY}
 PROMPT = "Is 17 a prime number? Think about it first."
 TEMPLATE = Path(__file__).parent / "templates" / "gemma3-think.jinja"
 

@@ -20,7 +20,7 @@ class City(BaseModel):
 
 
 PROMPT = "Describe Paris as JSON with its name, country and population in millions."
-PARAMS: dict[str, Any] = {"max_tokens": 80, **GREEDY}
+PARAMS: dict[str, Any] = {"max_tokens": 60, **GREEDY}
 
 
 async def test_response_format_pydantic_model(target: Target) -> None:

@@ -18,7 +18,7 @@ import rxchat
 from rxchat import operators as ops
 
 PROMPT = "Name three colours of the rainbow, separated by commas."
-PARAMS: dict[str, Any] = {"max_tokens": 24, **GREEDY}
+PARAMS: dict[str, Any] = {"max_tokens": 12, **GREEDY}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def reference(target: Target) -> tuple[str, str | None]:
     assert payloads[-1] == "[DONE]", "the server ends its stream with [DONE]"
     text = raw_text(payloads)
     assert text, f"the model answered nothing: {payloads}"
-    note(f"greedy answer to {PROMPT!r} (max_tokens 24): {text!r}, finish {raw_finish(payloads)}")
+    note(f"greedy answer to {PROMPT!r} (max_tokens 12): {text!r}, finish {raw_finish(payloads)}")
     return text, raw_finish(payloads)
 
 
@@ -154,7 +154,7 @@ def test_sync_observe(target: Target, reference: tuple[str, str | None]) -> None
 
 async def test_edgee_style(target: Target) -> None:
     # Edgee's input has no max_tokens: the answer is bounded by the prompt and the server's
-    # own limit (llama-server here: --n-predict 128).
+    # own limit (llama-server here: --n-predict 64).
     prompt = "Say hello in one word."
     payloads = raw_stream(target, {"messages": user(prompt), **GREEDY})
     expected = raw_text(payloads)
