@@ -3,7 +3,7 @@
 Expected failures (a refused connection, 401, a timeout, a broken stream) print one line to
 stderr and exit with status 1; usage errors (an unknown flag, a bad value, a missing file) exit
 with 2; an answer the model refused exits with 3; Ctrl-C exits with 130. No traceback for any of
-them. The API key is never printed: every message goes through :func:`rxchat.errors.redact`.
+them. The API key is never printed: every message goes through :func:`rxchat.errors.redact_values`.
 """
 
 from __future__ import annotations
@@ -841,14 +841,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rxchat: error: {redact_values(str(err), *secrets)}", file=sys.stderr)
         return EXIT_USAGE
     except Failure as err:
-        print(f"rxchat: error: {redact(str(err), *secrets)}", file=sys.stderr)
+        print(f"rxchat: error: {redact_values(str(err), *secrets)}", file=sys.stderr)
         return EXIT_FAILURE
     except RxChatError as err:
         print(f"rxchat: error: {redact_values(describe(err), *secrets)}", file=sys.stderr)
         return EXIT_FAILURE
     except Refused as err:
         refusal = " ".join(str(err).split())
-        print(f"rxchat: refusal: {redact(refusal, *secrets)}", file=sys.stderr)
+        print(f"rxchat: refusal: {redact_values(refusal, *secrets)}", file=sys.stderr)
         return EXIT_REFUSED
     return EXIT_OK
 
