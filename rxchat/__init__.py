@@ -62,6 +62,7 @@ from .types import StreamChunk as StreamChunk
 
 if TYPE_CHECKING:
     from . import mock as mock
+    from . import redis as redis
 
 __version__ = "0.1.0"
 

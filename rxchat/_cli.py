@@ -1,4 +1,4 @@
-"""The ``rxchat`` command: ``demo``, ``chat``, ``serve``, ``replay``.
+"""The ``rxchat`` command: ``demo``, ``chat``, ``serve``, ``replay``, ``tail``, ``cancel``.
 
 Expected failures (a bad URL, a refused connection, 401, a timeout, a broken stream) print one
 line to stderr and exit with status 1; usage errors exit with 2; Ctrl-C exits with 130. The API
@@ -23,6 +23,13 @@ from reactivex import Observable
 
 from . import __version__
 from . import operators as ops
+from ._cli_log import (
+    LOG_COMMANDS,
+    add_log_commands,
+    add_publish_arguments,
+    publish_and_show,
+    run_log_command,
+)
 from ._cli_web import add_ui_arguments
 from ._parsing import pydantic_function_tool, type_to_response_format_param
 from ._render import Output, ValueView, event_json
@@ -316,6 +323,9 @@ async def run_chat(args: argparse.Namespace, out: Output) -> None:
         )
     except (TypeError, ValueError) as err:
         raise UsageError(str(err)) from None
+    if args.publish:
+        await publish_and_show(chunks, args, out, structured=response_format is not None)
+        return
     await show_stream(chunks, args, out, structured=response_format is not None)
 
 
@@ -430,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-retries", type=int, default=2, help="retries before the answer begins (2)"
     )
     chat.add_argument("--plain", action="store_true", help="plain text even in a terminal")
+    add_publish_arguments(chat)
 
     serve = commands.add_parser("serve", help="run the embedded mock server until Ctrl-C")
     serve.add_argument("--host", default="127.0.0.1", help="interface (127.0.0.1)")
@@ -444,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--events", action="store_true", help="print one JSON line per stream event"
     )
     replay.add_argument("--plain", action="store_true", help="plain text even in a terminal")
+    add_log_commands(commands)
     return parser
 
 
@@ -479,6 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(run_demo(args, out))
         elif args.command == "chat":
             asyncio.run(run_chat(args, out))
+        elif args.command in LOG_COMMANDS:
+            asyncio.run(run_log_command(args, out))
         else:
             asyncio.run(run_replay(args, out))
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from typing_extensions import Unpack
 
-from ._log._backend import Backend
+from ._log._backend import AppendResult, Backend
 from ._log._codec import Fields
 from ._log._core import LogOptions, StreamLog
 
@@ -50,6 +50,18 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 return 1
+"""
+# Append an entry under its explicit id, in one round trip: "added"; "duplicate" when the id is
+# not newer than the last entry (a retried write that had gone through); "lost" when it was added
+# but the stream's meta is gone (a restart lost the stream).
+_APPEND = """
+local added = redis.pcall('XADD', KEYS[1], ARGV[1], unpack(ARGV, 2))
+if type(added) == 'table' and added.err then
+  if string.find(added.err, 'equal or smaller', 1, true) then return 'duplicate' end
+  return added
+end
+if redis.call('EXISTS', KEYS[2]) == 0 then return 'lost' end
+return 'added'
 """
 # Drop a conversation's pointer only if it still points at this stream.
 _RELEASE = """
@@ -83,6 +95,7 @@ class _RedisBackend(Backend):
         self.prefix = prefix
         self.owned = owned
         self._create = client.register_script(_CREATE)
+        self._append = client.register_script(_APPEND)
         self._release = client.register_script(_RELEASE)
         self._cancel = client.register_script(_CANCEL)
         self._watchers: dict[str, Callable[[str], None]] = {}
@@ -120,19 +133,18 @@ class _RedisBackend(Backend):
             await self.client.set(self._conversation(conversation_id), stream_id, px=_ms(lease))
         return bool(created)
 
-    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> bool:
-        key = self._key(stream_id, "log")
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xadd(key, fields, id=f"{entry_id}-0")  # type: ignore[arg-type]
-        pipe.exists(self._key(stream_id, "meta"))
-        added, _meta = await pipe.execute(raise_on_error=False)
-        if isinstance(added, ResponseError):
-            if "equal or smaller" in str(added):
-                return False  # a retried write that had gone through
-            raise added
-        if isinstance(added, BaseException):
-            raise added
-        return True
+    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> AppendResult:
+        flat: list[bytes] = []
+        for key, value in fields.items():
+            flat += [key, value]
+        result = await self._append(
+            keys=[self._key(stream_id, "log"), self._key(stream_id, "meta")],
+            args=[f"{entry_id}-0", *flat],
+        )
+        status = result.decode() if isinstance(result, bytes) else str(result)
+        if status not in ("added", "duplicate", "lost"):
+            raise ResponseError(f"unexpected reply to an append: {status!r}")
+        return cast(AppendResult, status)
 
     async def finish(
         self,
@@ -241,13 +253,14 @@ class _RedisBackend(Backend):
         """One pattern subscription per log object for the cancels of all its producers."""
         pattern = f"{self.prefix}:*:cancel"
         delay = 0.05
+        warned = False
         while True:
             pubsub = self.client.pubsub()
             try:
                 await pubsub.psubscribe(pattern)
                 assert self._subscribed is not None
                 self._subscribed.set()
-                delay = 0.05
+                delay, warned = 0.05, False
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is None or message.get("type") != "pmessage":
@@ -259,7 +272,9 @@ class _RedisBackend(Backend):
                         callback(stream_id)
             except self.connection_errors as err:
                 # Cancels sent meanwhile are picked up by the heartbeat (the meta's flag).
-                log.warning("stream log cancel listener lost Redis, reconnecting: %s", err)
+                if not warned:
+                    log.warning("stream log cancel listener lost Redis, reconnecting: %s", err)
+                    warned = True
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 1.0)
             finally:
@@ -280,6 +295,7 @@ class _RedisBackend(Backend):
                 await listener
         if self.owned:
             await self.client.aclose()
+            await self.client.connection_pool.disconnect()
 
 
 class RedisStreamLog(StreamLog):
@@ -290,6 +306,9 @@ class RedisStreamLog(StreamLog):
             client (``decode_responses`` must be off; it is not closed by ``aclose``). Default:
             ``$REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
         prefix: the first part of every key (default ``rxchat``).
+        max_connections: connections to Redis this log object opens at most (default 256, for a
+            URL). A following reader holds one while it waits for the next entry (up to a
+            second); past this many, round trips wait for a free connection.
         **options: see :class:`rxchat.LogOptions`.
 
     Raises:
@@ -304,17 +323,27 @@ class RedisStreamLog(StreamLog):
         url: str | aioredis.Redis | None = None,
         *,
         prefix: str = "rxchat",
+        max_connections: int = 256,
         **options: Unpack[LogOptions],
     ) -> None:
         if not isinstance(prefix, str) or not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"prefix must be a non-empty string without braces, not {prefix!r}")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+            raise TypeError(f"max_connections must be an integer, not {max_connections!r}")
+        if max_connections < 2:
+            raise ValueError(f"max_connections must be >= 2, not {max_connections}")
         if url is None or isinstance(url, str):
-            client = aioredis.Redis.from_url(
+            # A blocking pool: a burst of streams waits for a connection instead of failing
+            # (redis-py's default pool raises past 100 connections).
+            pool = aioredis.BlockingConnectionPool.from_url(
                 url or os.environ.get("REDIS_URL") or DEFAULT_URL,
+                max_connections=max_connections,
+                timeout=None,
                 socket_connect_timeout=5.0,
                 socket_timeout=10.0,  # longer than any blocking read (at most 1 s)
                 retry=Retry(NoBackoff(), 1),  # one quick retry; the log's own loop backs off
             )
+            client = aioredis.Redis(connection_pool=pool)
             owned = True
         else:
             kwargs: dict[str, Any] = url.connection_pool.connection_kwargs

@@ -248,7 +248,28 @@ class _Runner:
 
 
 @pytest.fixture(scope="module")
-def block_runs(request: pytest.FixtureRequest) -> Iterator[dict[str, Future[Outcome]]]:
+def docs_redis() -> Iterator[None]:
+    """A redis-server for the stream log examples (docs/scale-out.md), named by $REDIS_URL."""
+    from _redis_support import RedisServer
+
+    server = RedisServer()
+    server.start()
+    previous = os.environ.get("REDIS_URL")
+    os.environ["REDIS_URL"] = server.url  # read by _env() for every block
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["REDIS_URL"]
+        else:
+            os.environ["REDIS_URL"] = previous
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def block_runs(
+    request: pytest.FixtureRequest, docs_redis: None
+) -> Iterator[dict[str, Future[Outcome]]]:
     """Start every selected block at once on a small pool; each test waits for its own."""
     selected = [
         item.callspec.params["where"]
@@ -290,6 +311,7 @@ def test_every_page_has_runnable_examples() -> None:
         "docs/mock-server.md",
         "docs/reliability.md",
         "docs/getting-started.md",
+        "docs/scale-out.md",
     }
     assert expected <= names
     pages_with_blocks = {b.where.rsplit(":", 1)[0] for b in BLOCKS}

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import Literal
 
 from ._codec import Fields
 
-__all__ = ["Backend"]
+__all__ = ["AppendResult", "Backend"]
+
+AppendResult = Literal["added", "duplicate", "lost"]
 
 
 class Backend(ABC):
@@ -35,9 +38,10 @@ class Backend(ABC):
         """Create a running stream (meta, lease); False when it exists (and not ``replace``)."""
 
     @abstractmethod
-    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> bool:
-        """Add an entry; False when an entry with this id or a later one is there already (a
-        retried write that had succeeded)."""
+    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> AppendResult:
+        """Add an entry: ``added``; ``duplicate`` when an entry with this id or a later one is
+        there already (a retried write that had gone through); ``lost`` when it was added but the
+        stream's meta is gone (the server lost the stream's data)."""
 
     @abstractmethod
     async def finish(

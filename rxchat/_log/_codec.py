@@ -2,8 +2,9 @@
 
 A stream is a sequence of entries, each a map of short fields:
 
-* chunks: ``t=c``, ``f`` = position of its first chunk, ``d`` = JSON array of the chunks, exactly
-  as received (unset fields left out). Its entry id is the position of its last chunk.
+* chunks: ``t=c``, ``f`` = position of its first chunk, ``d`` = the chunks as compact JSON, one
+  per line (JSON text never holds a raw newline), exactly as received (fields the server did not
+  send left out). Its entry id is the position of its last chunk.
 * terminal: ``t=e``, ``s`` = ``completed`` / ``error`` / ``cancelled``, ``n`` = chunks in the
   stream, ``e`` = the error as JSON (class, message, attributes). Its entry id is ``n + 1``.
 """
@@ -14,13 +15,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
-from pydantic import TypeAdapter
 
 from .. import errors as _errors
+from .._fastbuild import build_chunks
 from ..errors import RxChatError
 from ..types import ChatCompletion, ChatCompletionChunk
 from . import _errors as _log_errors
 from ._errors import RemoteStreamError
+from ._models import as_logged, plain
 from ._types import LoggedChunk
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "EndEntry",
     "Fields",
     "decode_entry",
+    "encode_chunk",
     "encode_chunks",
     "encode_end",
     "error_from_json",
@@ -36,10 +39,8 @@ __all__ = [
 ]
 
 Fields = dict[bytes, bytes]
+_validate_json = ChatCompletionChunk.__pydantic_validator__.validate_json
 Terminal = Literal["completed", "error", "cancelled"]
-
-_DUMP = TypeAdapter(list[ChatCompletionChunk])
-_LOAD = TypeAdapter(list[LoggedChunk])
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,9 +57,16 @@ class EndEntry:
     error: dict[str, Any] | None
 
 
-def encode_chunks(first: int, chunks: list[ChatCompletionChunk]) -> Fields:
-    """One chunk entry (the caller adds it under id ``first + len(chunks) - 1``)."""
-    return {b"t": b"c", b"f": b"%d" % first, b"d": _DUMP.dump_json(chunks, exclude_unset=True)}
+def encode_chunk(chunk: ChatCompletionChunk) -> bytes:
+    """One chunk as compact JSON, the fields that were set (``model_dump_json(exclude_unset=True)``
+    gives the same object)."""
+    return orjson.dumps(chunk, default=plain)
+
+
+def encode_chunks(first: int, payloads: list[bytes]) -> Fields:
+    """One chunk entry of encoded chunks (the caller adds it under id
+    ``first + len(payloads) - 1``)."""
+    return {b"t": b"c", b"f": b"%d" % first, b"d": b"\n".join(payloads)}
 
 
 def encode_end(status: Terminal, total: int, error: BaseException | None = None) -> Fields:
@@ -84,21 +92,30 @@ def decode_entry(entry_id: int, fields: dict[bytes, bytes]) -> ChunkEntry | EndE
 
 
 def load_chunks(entry: ChunkEntry, stream_id: str, after: int) -> list[LoggedChunk]:
-    """The entry's chunks past position ``after``, each told its position."""
-    chunks = _LOAD.validate_json(entry.data)
-    if len(chunks) != entry.last - entry.first + 1:
+    """The entry's chunks past position ``after``, each told its position.
+
+    Raises:
+        ValueError: the entry is not what rxchat writes (pydantic's ValidationError is one).
+    """
+    payloads = entry.data.decode().split("\n")
+    if len(payloads) != entry.last - entry.first + 1:
         raise ValueError(
-            f"entry {entry.last} holds {len(chunks)} chunks, not {entry.last - entry.first + 1}"
+            f"entry {entry.last} holds {len(payloads)} chunks, not {entry.last - entry.first + 1}"
         )
     skip = max(0, after - entry.first + 1)
     if skip:
-        chunks = chunks[skip:]
+        payloads = payloads[skip:]
     position = entry.first + skip
-    for chunk in chunks:
-        chunk._position = position
-        chunk._stream_id = stream_id
-        position += 1
-    return chunks
+    # The decoder's fast reader where it is built; pydantic for what it leaves (None).
+    built: list[Any] = (
+        build_chunks(payloads) if build_chunks is not None else [None] * len(payloads)
+    )
+    out = []
+    for i, chunk in enumerate(built):
+        if chunk is None:
+            chunk = _validate_json(payloads[i])
+        out.append(as_logged(chunk, position + i, stream_id))
+    return out
 
 
 # -- errors -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, TypedDict, TypeVar, cast
 
+import orjson
 from reactivex import Observable, abc
 from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
@@ -43,17 +44,21 @@ from ._errors import (
     StreamLogUnavailableError,
     StreamNotFoundError,
 )
+from ._models import plain
 from ._types import LoggedChunk, StreamInfo, StreamStatus
 
 __all__ = ["LogOptions", "StreamHandle", "StreamLog", "StreamReader"]
 
 log = logging.getLogger("rxchat")
+_dumps = orjson.dumps
 _T = TypeVar("_T")
 
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
 _READ_COUNT = 64  # entries per read (each up to batch_size chunks)
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
+# What one network read can add after the gate closed (as in the async bridge).
+_READ_ALLOWANCE = 4096
 
 
 class LogOptions(TypedDict, total=False):
@@ -62,7 +67,7 @@ class LogOptions(TypedDict, total=False):
     Attributes:
         flush_interval: seconds a chunk may wait to be coalesced with the following ones into
             one log entry (default 0.01).
-        batch_size: chunks per entry at most; a full batch is written at once (default 128).
+        batch_size: chunks per entry at most; a full batch is written at once (default 256).
         lease: seconds without a heartbeat after which readers report the producer lost
             (default 5.0; heartbeats every lease / 3).
         ttl: seconds a stream stays readable after its terminal entry (default 600); a stream
@@ -71,8 +76,9 @@ class LogOptions(TypedDict, total=False):
             ``StreamLimitError`` (default 100_000).
         max_bytes: logged JSON bytes per stream at most, likewise (default 64 MiB).
         max_buffered: chunks the producer holds while the log is unreachable before it pauses
-            its source (rxchat's network sources stop reading the socket; default 10_000); past
-            ``2 * max_buffered`` it gives up with ``StreamLogUnavailableError``.
+            its source (rxchat's network sources stop reading the socket; default 10_000); a
+            source that cannot pause makes it give up with ``StreamLogUnavailableError`` past
+            ``max_buffered + 4096`` (what one network read may still bring).
         give_up_after: seconds the log may stay unreachable before a producer gives up (and a
             reader stops reconnecting) with ``StreamLogUnavailableError`` (default 30.0).
     """
@@ -89,7 +95,7 @@ class LogOptions(TypedDict, total=False):
 
 _DEFAULTS: LogOptions = {
     "flush_interval": 0.01,
-    "batch_size": 128,
+    "batch_size": 256,
     "lease": 5.0,
     "ttl": 600.0,
     "max_chunks": 100_000,
@@ -227,8 +233,11 @@ class StreamLog:
 
     async def _beat(self) -> None:
         """Renew every running producer's lease, a third of a lease apart, in one round trip;
-        pick up cancel requests whose notification was missed."""
+        pick up cancel requests whose notification was missed. Heartbeats failing for
+        ``give_up_after`` make the producers give up (their source disposed)."""
         options = self.options
+        loop = asyncio.get_running_loop()
+        last_ok = loop.time()
         while self._producers:
             await asyncio.sleep(options["lease"] / 3)
             producers = {sid: p for sid, p in self._producers.items() if not p.ended_writing}
@@ -247,9 +256,19 @@ class StreamLog:
                     ttl=options["lease"] + options["ttl"],
                 )
             except self._backend.connection_errors as err:
-                # The writers retry and give up on their own; the next beat tries again.
-                log.warning("stream log heartbeat failed, retrying: %s", err)
+                if loop.time() - last_ok < options["give_up_after"]:
+                    log.debug("stream log heartbeat failed, retrying: %s", err)
+                    continue
+                for sid, producer in producers.items():
+                    producer._give_up(
+                        StreamLogUnavailableError(
+                            f"the stream log was unreachable for {options['give_up_after']:g} s "
+                            f"(stream {sid!r}): {err}",
+                            stream_id=sid,
+                        )
+                    )
                 continue
+            last_ok = loop.time()
             for sid in cancelled:
                 self._cancel_requested(sid)
 
@@ -309,6 +328,7 @@ class StreamLog:
                     stream_id=stream_id,
                 )
         gate = FLOW_GATE.get()
+        loop = asyncio.get_running_loop()
         while True:
             entries = await self._retry(
                 stream_id,
@@ -318,6 +338,8 @@ class StreamLog:
             if not entries:
                 if await self._retry(stream_id, lambda: backend.lease_alive(stream_id)):
                     continue
+                if loop.time() - cursor.reconnected < lease:
+                    continue  # the producer may be reconnecting too: give it a lease's time
                 # The lease is gone: the terminal entry may have been written meanwhile.
                 entries = await self._retry(
                     stream_id, lambda: backend.read(stream_id, cursor.entry, _READ_COUNT, None)
@@ -341,8 +363,8 @@ class StreamLog:
                         return
                 cursor.entry = entry_id
                 cursor.position = entry.last
-            if gate is not None and gate.closed:
-                await gate.wait_open()
+                if gate is not None and gate.closed:  # the async-for body is behind
+                    await gate.wait_open()
 
     def _decode(self, stream_id: str, entry_id: int, fields: dict[bytes, bytes]) -> Any:
         try:
@@ -355,6 +377,7 @@ class StreamLog:
 
     async def _check_kept(self, stream_id: str, cursor: _Cursor) -> None:
         """After a reconnect: the log must still hold what this reader saw."""
+        cursor.reconnected = asyncio.get_running_loop().time()
         meta = await self._backend.meta(stream_id)
         top = await self._backend.last_entry(stream_id)
         if meta is None or (cursor.entry and (top is None or top < cursor.entry)):
@@ -555,11 +578,12 @@ _LogT = TypeVar("_LogT", bound=StreamLog)
 
 
 class _Cursor:
-    __slots__ = ("entry", "position")
+    __slots__ = ("entry", "position", "reconnected")
 
     def __init__(self, after: int) -> None:
         self.position = after  # last chunk delivered
         self.entry = after  # read entries with ids past this one
+        self.reconnected = float("-inf")  # loop time of the last reconnect
 
 
 def _dumps_meta(meta: dict[str, str]) -> str:
@@ -699,7 +723,9 @@ class _Producer:
         self.conversation_id = conversation_id
         self.meta = meta
         self.loop = asyncio.get_running_loop()
-        self.pending: list[ChatCompletionChunk] = []
+        # Encoded at once: a chunk model kept until the flush would survive garbage-collector
+        # passes (measured: the whole source's CPU again); bytes are not tracked.
+        self.pending: list[bytes] = []
         self.pending_since = 0.0
         self.written = 0  # position of the last chunk written
         self.received = 0
@@ -711,11 +737,11 @@ class _Producer:
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.finished: asyncio.Future[None] = self.loop.create_future()
-        self.lost_data = False
         options = log.options
         self.batch_size = options["batch_size"]
         self.interval = options["flush_interval"]
         self.max_buffered = options["max_buffered"]
+        self.max_chunks = options["max_chunks"]
 
     def start(self, source: Observable[Any]) -> None:
         self.task = self.loop.create_task(self._run())
@@ -743,7 +769,7 @@ class _Producer:
     def on_next(self, item: Any) -> None:
         if self.end is not None:
             return
-        if not isinstance(item, ChatCompletionChunk):
+        if type(item) is not ChatCompletionChunk and not isinstance(item, ChatCompletionChunk):
             try:
                 item = ChatCompletionChunk.from_wire(dict(item))
             except Exception as err:
@@ -754,8 +780,13 @@ class _Producer:
                     ),
                 )
                 return
+        try:
+            payload = _dumps(item, default=plain)  # encode_chunk(item), one call less per chunk
+        except (TypeError, ValueError) as err:  # orjson.JSONEncodeError is a TypeError
+            self._stop("error", TypeError(f"a chunk that cannot be logged as JSON: {err}"))
+            return
         pending = self.pending
-        pending.append(item)
+        pending.append(payload)
         self.received += 1
         size = len(pending)
         if size == 1:
@@ -765,7 +796,7 @@ class _Producer:
             self._wake()
         if size >= self.max_buffered:
             self.gate.close()
-            if size >= 2 * self.max_buffered:
+            if size >= self.max_buffered + _READ_ALLOWANCE:
                 self._give_up(
                     StreamLogUnavailableError(
                         f"stream {self.stream_id!r}: {size} chunks waited for the log to come back; "
@@ -773,7 +804,7 @@ class _Producer:
                         stream_id=self.stream_id,
                     )
                 )
-        if self.received > self.log.options["max_chunks"]:
+        if self.received > self.max_chunks:
             self._stop(
                 "error",
                 StreamLimitError(
@@ -886,17 +917,20 @@ class _Producer:
             else:
                 await self._sleep(None)
 
-    async def _write_chunks(self, batch: list[ChatCompletionChunk]) -> None:
+    async def _write_chunks(self, batch: list[bytes]) -> None:
         first = self.written + 1
         last = self.written + len(batch)
         fields = encode_chunks(first, batch)
         backend = self.log._backend
-        await self.log._retry(
+        result = await self.log._retry(
             self.stream_id,
             lambda: backend.append(self.stream_id, last, fields),
-            on_reconnect=self._check_kept,
+            on_reconnect=self._renew,
         )
         self.written = last
+        if result == "lost":
+            await self._lost()
+            return
         self.bytes += len(fields[b"d"])
         if self.bytes > self.log.options["max_bytes"]:
             self._stop(
@@ -908,23 +942,42 @@ class _Producer:
             )
             self.pending.clear()
 
-    async def _check_kept(self) -> None:
-        """After a reconnect: if the server lost the stream (a restart without its data),
-        recreate its meta so the stream stays findable; readers see the gap in the log."""
-        backend = self.log._backend
-        meta = await backend.meta(self.stream_id)
-        if meta is None:
-            self.lost_data = True
-            options = self.log.options
-            log.warning("stream %r: the log lost its data; continuing", self.stream_id)
-            await backend.create(
+    async def _renew(self) -> None:
+        """After a reconnect: renew the lease at once (readers give a reconnect a lease's grace)."""
+        options = self.log.options
+        await self.log._backend.heartbeat(
+            [self.stream_id],
+            {} if self.conversation_id is None else {self.stream_id: self.conversation_id},
+            lease=options["lease"],
+            ttl=options["lease"] + options["ttl"],
+        )
+
+    async def _lost(self) -> None:
+        """The server lost the stream's earlier entries (a restart without its data): the
+        stream can no longer be read whole. Recreate its meta, so that readers find it and get
+        the typed error, and end it with StreamDataLostError."""
+        options = self.log.options
+        log.warning("stream %r: the log's server lost its data; ending it", self.stream_id)
+        await self.log._retry(
+            self.stream_id,
+            lambda: self.log._backend.create(
                 self.stream_id,
                 {**self.meta, "data_lost": "1"},
                 conversation_id=self.conversation_id,
                 lease=options["lease"],
                 ttl=options["lease"] + options["ttl"],
                 replace=True,
-            )
+            ),
+        )
+        self.pending.clear()
+        self._stop(
+            "error",
+            StreamDataLostError(
+                f"the log's server lost the entries of stream {self.stream_id!r} "
+                f"(a restart without persistence?) after {self.written} chunks",
+                stream_id=self.stream_id,
+            ),
+        )
 
     async def _write_end(self, status: Terminal, error: BaseException | None) -> None:
         total = self.written
@@ -944,5 +997,5 @@ class _Producer:
                 conversation_id=self.conversation_id,
                 ttl=self.log.options["ttl"],
             ),
-            on_reconnect=self._check_kept,
+            on_reconnect=self._renew,
         )

@@ -10,7 +10,7 @@ from typing import Any
 
 from typing_extensions import Unpack
 
-from ._backend import Backend
+from ._backend import AppendResult, Backend
 from ._codec import Fields
 from ._core import LogOptions, StreamLog
 
@@ -77,17 +77,18 @@ class _MemoryBackend(Backend):
                 self._conversations[conversation_id] = (stream_id, now + lease)
         return True
 
-    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> bool:
+    async def append(self, stream_id: str, entry_id: int, fields: Fields) -> AppendResult:
         with self._lock:
             stream = self._get(stream_id)
+            lost = stream is None or not stream.meta
             if stream is None:  # as XADD does: the log springs into existence
                 stream = _Stream({}, 0.0, time.monotonic() + 3600.0)
                 self._streams[stream_id] = stream
             if stream.entries and stream.entries[-1][0] >= entry_id:
-                return False
+                return "duplicate"
             stream.entries.append((entry_id, dict(fields)))
             _wake(stream.waiters)
-        return True
+        return "lost" if lost else "added"
 
     async def finish(
         self,
