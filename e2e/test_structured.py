@@ -105,10 +105,15 @@ async def test_forced_tool_call(target: Target) -> None:
         ) as client,
         client.chat.completions.stream(model=target.model, messages=messages, **body) as stream,
     ):
-        arguments_done = [
-            event async for event in stream if event.type == "tool_calls.function.arguments.done"
-        ]
-        completion = await afinished(stream.get_final_completion())
+        arguments_done = []
+        try:
+            async for event in stream:
+                if event.type == "tool_calls.function.arguments.done":
+                    arguments_done.append(event)
+            completion = await afinished(stream.get_final_completion())
+        except rxchat.LengthFinishReasonError as err:  # with tools, raised while iterating
+            assert err.completion is not None
+            completion = err.completion
     calls = completion.choices[0].message.tool_calls or []
     if not raw_calls:
         # Gemma 3 270M with llama.cpp's generic tool format may answer in content instead.
