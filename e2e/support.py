@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from llama_server import LlamaServer
+
+import rxchat
+
+T = TypeVar("T")
 
 FINDINGS: list[str] = []
 """Facts about the server seen during the run, printed in the summary (and kept for the report)."""
@@ -39,6 +44,26 @@ def user(text: str) -> list[dict[str, Any]]:
 # temperature 0 makes llama.cpp sample greedily, so the same request gives the same answer and
 # rxchat's reading of one request can be compared with the reference reading of another.
 GREEDY: dict[str, Any] = {"temperature": 0, "seed": 7}
+
+
+def finished(get: Callable[[], T]) -> T:
+    """``get()``, or the completion a ``LengthFinishReasonError`` carries: the answers here are
+    cut by small ``max_tokens`` on purpose, and ``get_final_completion()`` raises on a length
+    finish as the openai SDK's does."""
+    try:
+        return get()
+    except rxchat.LengthFinishReasonError as err:
+        assert err.completion is not None
+        return err.completion  # type: ignore[return-value]
+
+
+async def afinished(awaitable: Awaitable[T]) -> T:
+    """The async :func:`finished`."""
+    try:
+        return await awaitable
+    except rxchat.LengthFinishReasonError as err:
+        assert err.completion is not None
+        return err.completion  # type: ignore[return-value]
 
 
 def raw_stream(target: Target, body: dict[str, Any]) -> list[dict[str, Any]]:

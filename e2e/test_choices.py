@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import openai
-from support import Target, note, raw_finish, raw_stream, raw_text, user
+from support import Target, afinished, note, raw_finish, raw_stream, raw_text, user
 
 import rxchat
 from rxchat import operators as ops
@@ -67,7 +67,7 @@ async def test_two_choices_accumulate(target: Target) -> None:
                 deltas[event.choice_index].append(event.delta)
             elif event.type == "content.done":
                 done[event.choice_index] = event.content
-        completion = await stream.get_final_completion()
+        completion = await afinished(stream.get_final_completion())
     assert [c.index for c in completion.choices] == [0, 1]
     for i in (0, 1):
         assert completion.choices[i].message.content == "".join(deltas[i]) == done[i]
@@ -90,6 +90,6 @@ async def test_two_choices_on_the_reactive_source(target: Target) -> None:
     first = events.pipe(ops.text())  # choice 0 by default
     seen: list[str] = []
     first.subscribe(seen.append)
-    completion = await events.pipe(ops.final_completion())
+    completion = await afinished(events.pipe(ops.final_completion()))
     assert len(completion.choices) == 2
     assert "".join(seen) == completion.choices[0].message.content

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from support import GREEDY, Target, note, user, wait_idle
+from support import GREEDY, Target, afinished, note, user, wait_idle
 
 import rxchat
 from rxchat import operators as ops
@@ -57,7 +57,9 @@ async def test_two_consumers_one_request(target: Target) -> None:
             lambda err: (b_errors.append(err), finished[1].done() or finished[1].set_result(None)),
             completed(1),
         )
-        completion = await shared.pipe(ops.final_completion())  # a third consumer, same request
+        completion = await afinished(
+            shared.pipe(ops.final_completion())
+        )  # a third consumer, same request
         await asyncio.wait_for(asyncio.gather(*finished), 30)
 
     content = completion.choices[0].message.content
@@ -99,7 +101,7 @@ async def test_late_subscriber_catches_up(target: Target) -> None:
     sub = events.pipe(ops.text()).subscribe(on_early)
     await asyncio.wait_for(started.wait(), 30)
     # Joined after three deltas: the first event it sees carries the snapshot so far.
-    late = await events.pipe(ops.final_completion())
+    late = await afinished(events.pipe(ops.final_completion()))
     sub.dispose()
     assert late.choices[0].message.content is not None
     assert late.choices[0].message.content.startswith("".join(early[:3]))

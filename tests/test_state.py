@@ -13,6 +13,7 @@ import pytest
 from pydantic import BaseModel, TypeAdapter
 from typing_extensions import TypedDict
 
+import rxchat
 from rxchat._parsing import pydantic_function_tool
 from rxchat._state import ChatCompletionStreamState
 from rxchat.errors import (
@@ -481,3 +482,31 @@ def test_partial_values_read_in_any_order_after_the_stream() -> None:
     assert backwards == expected
     assert [e.parsed for e in deltas] == expected  # in order, after the backward pass
     assert expected[-1] == {"a": [1, 2, {"b": "c"}], "d": None}
+
+
+def test_choices_in_index_order_whatever_order_they_arrive_in() -> None:
+    # llama.cpp streams n=2 with the second choice's first chunk before the first's.
+    def chunk(index: int, **delta: object) -> rxchat.ChatCompletionChunk:
+        finish = delta.pop("finish", None)
+        return rxchat.ChatCompletionChunk.model_validate(
+            {
+                "id": "c",
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "m",
+                "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+            }
+        )
+
+    state = rxchat.ChatCompletionStreamState()
+    for c in [
+        chunk(1, role="assistant", content="b"),
+        chunk(0, role="assistant", content="a"),
+        chunk(1, content="B", finish="stop"),
+        chunk(0, content="A", finish="stop"),
+    ]:
+        state.handle_chunk(c)
+    snapshot = state.current_completion_snapshot
+    assert [c.index for c in snapshot.choices] == [0, 1]
+    final = state.get_final_completion()
+    assert [(c.index, c.message.content) for c in final.choices] == [(0, "aA"), (1, "bB")]
