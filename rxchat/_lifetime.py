@@ -23,7 +23,13 @@ import os
 import weakref
 from typing import Any, Protocol
 
-__all__ = ["SessionHolder", "abandon_session", "sessions_of", "track_session"]
+__all__ = [
+    "SessionHolder",
+    "abandon_session",
+    "exiting_loops",
+    "sessions_of",
+    "track_session",
+]
 
 
 class SessionHolder(Protocol):
@@ -39,6 +45,10 @@ class SessionHolder(Protocol):
 _holders: weakref.WeakKeyDictionary[SessionHolder, asyncio.AbstractEventLoop] = (
     weakref.WeakKeyDictionary()
 )
+# Loops whose portal shuts down at interpreter exit. Closing a session there must not wake its
+# readers with an error: only daemon threads are left, and they stay blocked, quietly, as in any
+# other I/O, until the interpreter stops them (the portal's shutdown() and the transport's close).
+exiting_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 # The parent's objects, kept alive in the child so that their finalizers never run early.
 _inherited: list[Any] = []
 

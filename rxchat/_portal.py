@@ -31,13 +31,12 @@ import contextlib
 import os
 import sys
 import threading
-import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
-from ._lifetime import inherit, sessions_of
+from ._lifetime import exiting_loops, inherit, sessions_of
 from .errors import APIConnectionError
 
 __all__ = ["BatchBridge", "Portal", "get_portal", "portal_call"]
@@ -224,7 +223,7 @@ class Portal:
 
 _lock = threading.Lock()
 _portal: Portal | None = None
-_exiting_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_exiting_loops = exiting_loops  # shared with the transport (rxchat._lifetime)
 _portal_pid: int | None = None
 
 

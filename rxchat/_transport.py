@@ -46,7 +46,7 @@ from ._compat import (
 )
 from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout
 from ._decode import FEED_SIZE, ChunkDecoder
-from ._lifetime import abandon_session, track_session
+from ._lifetime import abandon_session, exiting_loops, track_session
 from ._redact import Redactor
 from .errors import (
     APIConnectionError,
@@ -489,6 +489,8 @@ class HTTPTransport:
                     loop.create_task(session.close())
 
     def _interrupt_streams(self) -> None:
+        if self._loop is not None and self._loop in exiting_loops:
+            return  # interpreter exit: waiting readers stay blocked quietly (rxchat._lifetime)
         for resp in list(self._reading):
             fail_reader(resp.content, self._closed_error())
         for stream in list(self._open):
