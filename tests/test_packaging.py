@@ -25,6 +25,7 @@ _NOT_SOURCE = (
     ".mypy_cache",
     ".ruff_cache",
     ".hypothesis",
+    "node_modules",  # npm ci of tests/browser/node: installed, not source
 )
 
 
