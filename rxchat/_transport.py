@@ -46,6 +46,7 @@ from ._compat import (
 )
 from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout
 from ._decode import FEED_SIZE, ChunkDecoder
+from ._inflate import ACCEPT_ENCODING, BodyReader, Inflater, body_reader
 from ._lifetime import abandon_session, exiting_loops, track_session
 from ._redact import Redactor
 from .errors import (
@@ -297,7 +298,7 @@ def _same_origin(a: URL, b: URL) -> bool:
     return a.scheme == b.scheme and a.host == b.host and a.port == b.port
 
 
-async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> tuple[bytearray, bool]:
+async def _read_bounded(content: BodyReader, limit: int) -> tuple[bytearray, bool]:
     """Read a body to its end but no more than ``limit`` bytes: (data, whether it was cut).
 
     One growing buffer (no list of parts joined at the end): the peak memory stays near the
@@ -528,7 +529,9 @@ class HTTPTransport:
         session = aiohttp.ClientSession(
             connector=connector,
             trust_env=self._trust_env,
-            auto_decompress=True,
+            # Bodies are inflated by rxchat in bounded pieces (rxchat._inflate), never by
+            # aiohttp in one go: a small gzip bomb could otherwise fill memory before any limit.
+            auto_decompress=False,
             raise_for_status=False,
             trace_configs=[trace],
         )
@@ -551,6 +554,7 @@ class HTTPTransport:
         """Request headers: ours, then ``default_headers``, then per-request ones."""
         headers = {
             "Accept": accept,
+            "Accept-Encoding": ACCEPT_ENCODING,
             "Content-Type": "application/json",
             "User-Agent": _USER_AGENT,
         }
@@ -761,6 +765,7 @@ class HTTPTransport:
         raises :class:`~rxchat.APIConnectionError` here at once.
         """
         content = resp.content
+        reader = body_reader(resp)  # APIResponseValidationError: an encoding we do not decode
 
         def lost() -> None:
             if not content.is_eof() and content.exception() is None:
@@ -773,7 +778,7 @@ class HTTPTransport:
         cm = asyncio.timeout(t.read)
         try:
             async with cm:
-                return await _read_bounded(content, limit)
+                return await _read_bounded(reader, limit)
         except TimeoutError as err:
             if cm.expired():
                 raise PhaseTimeout(what, t.read) from err
@@ -860,7 +865,7 @@ class HTTPTransport:
         """Read (a bounded part of) an error body, within the read timeout, into the typed error."""
         try:
             raw, _ = await self._read_whole(resp, MAX_ERROR_BODY, t, "the error body")
-        except NETWORK_ERRORS:
+        except _ERROR_BODY_ERRORS:
             raw = bytearray()  # the status is the error; a broken or endless body does not hide it
         text = self.redact(raw.decode("utf-8", "replace"))
         body: object
@@ -936,6 +941,9 @@ def _redact_error(err: RxChatError, redactor: Redactor) -> None:
 _NEW, _OPEN, _ENDED = 0, 1, 2
 _FEED_SIZE = FEED_SIZE  # bytes decoded per batch at most
 _READ_ERRORS: tuple[type[BaseException], ...] = (*NETWORK_ERRORS, APIConnectionError)
+# An error body that breaks off, never ends or comes in an encoding rxchat does not decode: the
+# status is the error, the body is left out.
+_ERROR_BODY_ERRORS: tuple[type[BaseException], ...] = (*NETWORK_ERRORS, APIResponseValidationError)
 
 
 class ChunkBatchStream:
@@ -972,6 +980,7 @@ class ChunkBatchStream:
         "_path",
         "_pending_error",
         "_pos",
+        "_reader",
         "_resp",
         "_rest",
         "_state",
@@ -1000,6 +1009,7 @@ class ChunkBatchStream:
         self._resp: aiohttp.ClientResponse | None = None
         self._state = _NEW
         self._rest: bytes | None = None  # received, not decoded yet (from self._pos on)
+        self._reader: BodyReader | None = None  # the body, inflated when it is compressed
         self._pos = 0
         self._pending_error: BaseException | None = None
         self._deadline: float | None = None
@@ -1081,7 +1091,8 @@ class ChunkBatchStream:
             if ctype.lower().lstrip().startswith("application/json"):
                 await self._json_instead_of_stream(resp)
             # Read the first bytes here: start() returns once the body has begun.
-            first = await resp.content.readany()
+            reader = self._reader = body_reader(resp)
+            first = await reader.readany()
         except NETWORK_ERRORS as err:
             raise tr._map(err, t, deadline)[0] from err
         self._rest = first  # decoded by the first __anext__
@@ -1156,7 +1167,9 @@ class ChunkBatchStream:
         resp = self._resp
         assert resp is not None
         decoder = self._decoder
-        read = resp.content.readany if self._idle_deadline is None else self._read_before_idle
+        reader = self._reader
+        assert reader is not None
+        read = reader.readany if self._idle_deadline is None else self._read_before_idle
         try:
             while True:
                 data = self._rest
@@ -1208,7 +1221,7 @@ class ChunkBatchStream:
         decoder = self._decoder
         rest = take_buffered(resp.content)
         self._end(close=True)
-        chunks = decoder.feed(rest) if rest else []
+        chunks = self._decode_rest(rest) if rest else []
         if decoder.done or decoder.error is not None:
             return self._last_batch(chunks)
         n = decoder.chunks_received
@@ -1227,6 +1240,22 @@ class ChunkBatchStream:
             raise error
         raise error from err
 
+    def _decode_rest(self, rest: bytes) -> list[ChatCompletionChunk]:
+        """Decode the raw bytes left in a broken connection's buffer (inflated piece by piece)."""
+        decoder = self._decoder
+        reader = self._reader
+        if not isinstance(reader, Inflater):
+            return decoder.feed(rest)
+        chunks: list[ChatCompletionChunk] = []
+        try:
+            for piece in reader.drain(rest):
+                chunks += decoder.feed(piece)
+                if decoder.done or decoder.error is not None:
+                    break
+        except aiohttp.ClientPayloadError:
+            pass  # the connection broke inside the compressed data: its error is raised next
+        return chunks
+
     async def _read_before_idle(self) -> bytes:
         """Read on, but no longer than the idle deadline: only chunks move it, not keep-alives."""
         resp = self._resp
@@ -1237,7 +1266,8 @@ class ChunkBatchStream:
             deadline = self._idle_deadline = asyncio.get_running_loop().time() + idle
         try:
             async with asyncio.timeout_at(deadline):
-                return await resp.content.readany()
+                assert self._reader is not None
+                return await self._reader.readany()
         except TimeoutError:
             n = self._decoder.chunks_received
             raise IdleTimeoutError(
