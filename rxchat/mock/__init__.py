@@ -23,7 +23,7 @@ the echoed model is the part before ``?``) or in ``X-Mock-<Key>`` headers (``X-M
 ======================  =================================================================
 key                     meaning
 ======================  =================================================================
-tokens=N                content tokens to generate (default 24)
+tokens=N                content tokens to generate (default 24, at most 1,000,000)
 delay=S                 seconds between chunks (overrides the server's ``token_delay``)
 reasoning=N             stream N ``delta.reasoning_content`` tokens before the answer
 refusal=1               answer with a refusal (``delta.refusal`` chunks)

@@ -9,7 +9,28 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
-__all__ = ["MockOptions", "OptionError", "parse_options", "split_model"]
+__all__ = [
+    "MAX_BIG_EVENT",
+    "MAX_PARALLEL_TOOLS",
+    "MAX_TOKENS",
+    "MAX_TOOL_TURNS",
+    "MockOptions",
+    "OptionError",
+    "parse_options",
+    "split_model",
+]
+
+# What one request may make the mock generate: the answer is planned whole before the first byte
+# goes out, on the server's event loop, so an unbounded `tokens=` would stall every other client
+# (1,000,000,000 tokens: two minutes and 15 GB). At the bounds a plan costs well under a second.
+MAX_TOKENS = 1_000_000
+"""Largest ``tokens=`` and ``reasoning=`` (about 6 MB of text, planned in 0.2 s)."""
+MAX_BIG_EVENT = 128 << 20
+"""Largest ``big_event=`` in bytes: twice rxchat's default ``max_event_bytes``."""
+MAX_PARALLEL_TOOLS = 128
+"""Largest ``parallel_tools=``."""
+MAX_TOOL_TURNS = 1_000
+"""Largest ``tool_turns=``."""
 
 
 class OptionError(ValueError):
@@ -75,7 +96,7 @@ def _int(lo: int, hi: int | None = None) -> Callable[[str], int]:
         except ValueError:
             raise OptionError(f"expected an integer, got {raw!r}") from None
         if value < lo or (hi is not None and value > hi):
-            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+            bound = f">= {lo}" if hi is None else f"in [{lo}, {hi:,}]"
             raise OptionError(f"expected an integer {bound}, got {value}")
         return value
 
@@ -129,12 +150,12 @@ def _retry_after(raw: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "tokens": _int(0),
+    "tokens": _int(0, MAX_TOKENS),
     "delay": _float,
-    "reasoning": _int(0),
+    "reasoning": _int(0, MAX_TOKENS),
     "refusal": _bool,
-    "parallel_tools": _int(1),
-    "tool_turns": _int(0),
+    "parallel_tools": _int(1, MAX_PARALLEL_TOOLS),
+    "tool_turns": _int(0, MAX_TOOL_TURNS),
     "text": _str,
     "key": _str,
     "drop_after": _int(0),
@@ -152,7 +173,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "event_error_after": _int(0),
     "unknown_shape_after": _int(0),
     "invalid_utf8_after": _int(0),
-    "big_event": _int(1),
+    "big_event": _int(1, MAX_BIG_EVENT),
     "no_done": _bool,
     "drip": _bool,
     "drip_delay": _float,

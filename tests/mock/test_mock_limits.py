@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from rxchat.mock import MockServer, SchemaError, generate_instance
+from rxchat.mock._options import MAX_BIG_EVENT, MAX_PARALLEL_TOOLS, MAX_TOKENS, MAX_TOOL_TURNS
 from rxchat.mock._schema import MAX_STRING_LENGTH, MAX_TOTAL_CHARS, MAX_VALUES, matches
 
 INTS = {"type": "integer"}
@@ -154,3 +155,55 @@ async def test_a_hostile_schema_is_a_400_and_other_clients_are_served(
     # The loop was never held for long: the steady stream's longest silence stayed short
     # (a functional bound; generating even one of these schemas took minutes before).
     assert gap < 2.0, gap
+
+
+# -- options on the model name / X-Mock-* headers: bounded the same way -----------------------
+
+OPTION_BOUNDS = [
+    ("tokens", MAX_TOKENS),
+    ("reasoning", MAX_TOKENS),
+    ("big_event", MAX_BIG_EVENT),
+    ("parallel_tools", MAX_PARALLEL_TOOLS),
+    ("tool_turns", MAX_TOOL_TURNS),
+]
+
+
+@pytest.mark.parametrize(("option", "bound"), OPTION_BOUNDS, ids=[o for o, _ in OPTION_BOUNDS])
+@pytest.mark.parametrize("via", ["model", "header"])
+async def test_an_option_past_its_bound_is_a_400_naming_it(
+    mock_server: MockServer, option: str, bound: int, via: str
+) -> None:
+    """``tokens=1000000000`` used to plan the whole answer first: two minutes and 15 GB."""
+    body: dict[str, Any] = {
+        "model": "mock",
+        "stream": True,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    headers = {}
+    if via == "model":
+        body["model"] = f"mock?{option}={bound + 1}"
+    else:
+        headers[f"X-Mock-{option.replace('_', '-')}"] = str(bound + 1)
+    async with aiohttp.ClientSession() as http:
+        async with asyncio.timeout(10):
+            async with http.post(
+                mock_server.url + "/chat/completions", json=body, headers=headers
+            ) as resp:
+                status, data = resp.status, orjson.loads(await resp.read())
+    assert status == 400
+    message = data["error"]["message"]
+    assert repr(option) in message and f"{bound:,}" in message, message
+
+
+async def test_the_largest_allowed_answer_is_served(mock_server: MockServer) -> None:
+    body = {
+        "model": f"mock?tokens={MAX_TOKENS}",
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(mock_server.url + "/chat/completions", json=body) as resp,
+    ):
+        assert resp.status == 200
+        data = orjson.loads(await resp.read())
+    assert data["usage"]["completion_tokens"] == MAX_TOKENS
