@@ -1082,6 +1082,7 @@ def _message_field(key: str, value: Any) -> Any:
     adapter = _FIELD_ADAPTERS.get(key)
     if adapter is None:
         annotation = ParsedChatCompletionMessage.model_fields[key].annotation
+        assert annotation is not None  # every field of the message model is annotated
         adapter = _FIELD_ADAPTERS[key] = TypeAdapter(annotation)
     try:
         return adapter.validate_python(value)

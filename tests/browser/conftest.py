@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-
 ENABLED = os.environ.get("RXCHAT_BROWSER_TESTS") == "1"
 
 
