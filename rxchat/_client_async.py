@@ -50,7 +50,7 @@ from ._tools import (
     request_message,
     run_tools,
 )
-from ._transport import HTTPTransport
+from ._transport import ChunkBatchStream, HTTPTransport
 from .errors import APIResponseValidationError
 from .types import ChatCompletion, ChatCompletionChunk, ParsedChatCompletion
 
@@ -86,7 +86,7 @@ class _Requester:
         """A cold Observable of ``request``'s chunks."""
         return observable_from_batches(lambda: self._open(request))
 
-    def _open(self, request: Request) -> Any:
+    def _open(self, request: Request) -> ChunkBatchStream:
         return self.transport.stream(
             _PATH, request.body, headers=request.headers, timeout=request.timeout,
             query=request.query,
