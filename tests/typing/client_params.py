@@ -49,3 +49,10 @@ def sync_client(client: rxchat.Client) -> None:
 def source() -> None:
     rxchat.chat_completion_stream(model="m", messages=USER, top_p=0.5, extra_body={"top_k": 1})
     rxchat.chat_completion_stream(model="m", messages=USER, top_k=40)  # E: Unexpected keyword argument "top_k"
+
+
+def params_passed_around(client: rxchat.Client) -> None:
+    params: rxchat.CompletionCreateParams = {"temperature": 0.2, "extra_body": {"top_k": 40}}
+    reveal_type(client.chat.completions.create(model="m", messages=USER, **params))  # R: ChatCompletion
+    bad: rxchat.CompletionCreateParams = {"temprature": 0.2}  # E: Extra key "temprature"
+    client.chat.completions.create(model="m", messages=USER, **bad)
