@@ -25,6 +25,7 @@ __all__ = [
     "BaseURL",
     "QueryValue",
     "Timeout",
+    "is_credential_name",
     "query_items",
     "resolve_api_key",
     "resolve_base_url",
@@ -186,7 +187,7 @@ class BaseURL:
     def secrets(self) -> list[str]:
         """The values no message may show: the password, credential-like query values."""
         found = [self.password] if self.password else []
-        found += [v for k, v in self.query if v and _CREDENTIAL_NAME.search(k)]
+        found += [v for k, v in self.query if v and is_credential_name(k)]
         return found
 
     def safe(self, path: str = "") -> str:
@@ -202,3 +203,8 @@ class BaseURL:
 
 
 _CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|sig|pass|auth|cred")
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a query parameter's name says its value is a credential (``key``, ``sig``, ...)."""
+    return _CREDENTIAL_NAME.search(name) is not None

@@ -45,7 +45,7 @@ from ._compat import (
     on_connection_lost,
     take_buffered,
 )
-from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout
+from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout, is_credential_name
 from ._decode import FEED_SIZE, ChunkDecoder
 from ._lifetime import abandon_session, exiting_loops, track_session
 from ._redact import Redactor
@@ -60,6 +60,8 @@ from .errors import (
     status_error_class,
 )
 from .types import ChatCompletionChunk
+
+_URL_MASK = "rxchatmaskedvalue"  # stands for a masked query value, never percent-encoded
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -879,8 +881,18 @@ class HTTPTransport:
         return ResponseInfo(
             status=resp.status,
             headers=self._redactor.headers(resp.headers),
-            url=self.redact(str(resp.url.with_user(None))),
+            url=self._shown_url(resp.url),
         )
+
+    def _shown_url(self, url: URL) -> str:
+        """A response URL as errors show it: no user info, credential-like query values masked
+        (a per-call ``extra_query`` can hold one the transport does not know)."""
+        url = url.with_user(None)
+        if any(is_credential_name(name) for name in url.query):
+            url = url.with_query(
+                [(k, _URL_MASK if is_credential_name(k) else v) for k, v in url.query.items()]
+            )
+        return self.redact(str(url)).replace(_URL_MASK, "***")
 
     async def _status_error(
         self, resp: aiohttp.ClientResponse, t: Timeout

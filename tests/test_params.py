@@ -188,3 +188,17 @@ def test_the_parameter_types_are_public() -> None:
     keys = rxchat.CompletionCreateParams.__optional_keys__
     assert {"temperature", "extra_body", "extra_query", "timeout", "n", "tools"} <= keys
     assert "n" not in rxchat.ToolRunnerParams.__optional_keys__
+
+
+async def test_a_credential_in_extra_query_is_not_shown_in_errors() -> None:
+    async with (
+        MockServer(api_key="sk-the-right-one") as server,
+        rxchat.AsyncClient(base_url=server.url, api_key="sk-wrong") as client,
+    ):
+        with pytest.raises(rxchat.AuthenticationError) as info:
+            await client.chat.completions.create(
+                model="m", messages=USER, extra_query={"key": "gem-secret-123", "v": "1"}
+            )
+    shown = info.value.response.url
+    assert "gem-secret-123" not in shown and "key=***" in shown and "v=1" in shown
+    assert "gem-secret-123" not in repr(info.value) and "gem-secret-123" not in str(info.value)
