@@ -13,10 +13,12 @@ from . import operators as operators
 from . import types as types
 from ._bridge import ObservableIterator as ObservableIterator
 from ._bridge import to_async_iterator as to_async_iterator
-from ._client import NOT_GIVEN as NOT_GIVEN
-from ._client import AsyncClient as AsyncClient
-from ._client import Client as Client
-from ._client import NotGiven as NotGiven
+from ._client_async import AsyncChat as AsyncChat
+from ._client_async import AsyncClient as AsyncClient
+from ._client_async import AsyncCompletions as AsyncCompletions
+from ._client_sync import Chat as Chat
+from ._client_sync import Client as Client
+from ._client_sync import Completions as Completions
 from ._decode import ChunkDecoder as ChunkDecoder
 from ._edgee import InputObject as InputObject
 from ._edgee import SendResponse as SendResponse
@@ -36,6 +38,13 @@ from ._log import StreamLogError as StreamLogError
 from ._log import StreamLogUnavailableError as StreamLogUnavailableError
 from ._log import StreamNotFoundError as StreamNotFoundError
 from ._log import StreamReader as StreamReader
+from ._params import NOT_GIVEN as NOT_GIVEN
+from ._params import ChatCompletionParams as ChatCompletionParams
+from ._params import CompletionCreateParams as CompletionCreateParams
+from ._params import NotGiven as NotGiven
+from ._params import RequestOptions as RequestOptions
+from ._params import SourceParams as SourceParams
+from ._params import ToolRunnerParams as ToolRunnerParams
 from ._parsing import pydantic_function_tool as pydantic_function_tool
 from ._parsing import to_strict_json_schema as to_strict_json_schema
 from ._parsing import type_to_response_format_param as type_to_response_format_param
@@ -66,6 +75,7 @@ from ._tools import TurnStartedEvent as TurnStartedEvent
 from ._tools import function_tool as function_tool
 from ._tools import run_tools as run_tools
 from ._tools import tool_message as tool_message
+from ._transport import ChunkBatchStream as ChunkBatchStream
 from ._transport import Timeout as Timeout
 from .errors import *  # noqa: F403
 from .errors import __all__ as _errors_all
@@ -100,6 +110,16 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "NOT_GIVEN",
+    "AsyncChat",
+    "AsyncCompletions",
+    "Chat",
+    "ChatCompletionParams",
+    "ChunkBatchStream",
+    "CompletionCreateParams",
+    "Completions",
+    "RequestOptions",
+    "SourceParams",
+    "ToolRunnerParams",
     "AsyncChatCompletionStream",
     "AsyncChatCompletionStreamManager",
     "AsyncClient",

@@ -23,7 +23,10 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "DEFAULT_TIMEOUT",
     "BaseURL",
+    "QueryValue",
     "Timeout",
+    "is_credential_name",
+    "query_items",
     "resolve_api_key",
     "resolve_base_url",
 ]
@@ -126,6 +129,20 @@ DEFAULT_TIMEOUT = Timeout()
 QueryValue = str | int | float
 
 
+def query_items(values: Mapping[str, QueryValue], what: str) -> dict[str, str]:
+    """Query parameters checked (``str`` names, ``str`` or number values) and as text."""
+    out: dict[str, str] = {}
+    for name, value in values.items():
+        if (
+            not isinstance(name, str)
+            or isinstance(value, bool)
+            or not isinstance(value, str | int | float)
+        ):
+            raise TypeError(f"{what} must map str to str or numbers, got {name!r}: {value!r}")
+        out[name] = str(value)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class BaseURL:
     """A parsed ``base_url``: the API root, its query (Azure's ``api-version``) and credentials.
@@ -152,16 +169,7 @@ class BaseURL:
                 f"not {str(shown.with_query(None))!r}"
             )
         query: dict[str, str] = dict(url.query)
-        for name, value in (default_query or {}).items():
-            if (
-                not isinstance(name, str)
-                or isinstance(value, bool)
-                or not isinstance(value, str | int | float)
-            ):
-                raise TypeError(
-                    f"default_query must map str to str or numbers, got {name!r}: {value!r}"
-                )
-            query[name] = str(value)
+        query.update(query_items(default_query or {}, "default_query"))
         return cls(
             root=url.with_query(None).with_fragment(None),
             query=tuple(query.items()),
@@ -169,16 +177,17 @@ class BaseURL:
             password=url.password,
         )
 
-    def url(self, path: str) -> URL:
-        """The URL of ``path`` under the root, with the query."""
+    def url(self, path: str, extra_query: Mapping[str, str] | None = None) -> URL:
+        """The URL of ``path`` under the root, with the query (``extra_query``'s entries last)."""
         path = path if path.startswith("/") else "/" + path
         url = self.root.with_path(self.root.path.rstrip("/") + path)
-        return url.with_query(self.query) if self.query else url
+        query = {**dict(self.query), **extra_query} if extra_query else self.query
+        return url.with_query(query) if query else url
 
     def secrets(self) -> list[str]:
         """The values no message may show: the password, credential-like query values."""
         found = [self.password] if self.password else []
-        found += [v for k, v in self.query if v and _CREDENTIAL_NAME.search(k)]
+        found += [v for k, v in self.query if v and is_credential_name(k)]
         return found
 
     def safe(self, path: str = "") -> str:
@@ -194,3 +203,8 @@ class BaseURL:
 
 
 _CREDENTIAL_NAME = re.compile(r"(?i)key|token|secret|sig|pass|auth|cred")
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a query parameter's name says its value is a credential (``key``, ``sig``, ...)."""
+    return _CREDENTIAL_NAME.search(name) is not None

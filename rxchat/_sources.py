@@ -25,9 +25,8 @@ from collections.abc import (
     Iterable,
     Iterator,
     Mapping,
-    Sequence,
 )
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias
 
 import orjson
 from pydantic import ValidationError
@@ -36,6 +35,7 @@ from reactivex.disposable import CompositeDisposable, Disposable
 from reactivex.observer import AutoDetachObserver
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
+from typing_extensions import Unpack
 
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._config import DEFAULT_TIMEOUT, QueryValue, Timeout
@@ -43,6 +43,7 @@ from ._config import resolve_api_key as resolve_api_key
 from ._config import resolve_base_url as resolve_base_url
 from ._decode import FEED_SIZE, ChunkDecoder
 from ._flow import FLOW_GATE
+from ._params import SOURCE_PARAMS, SourceParams, build_request, expand_params
 from ._transport import HTTPTransport
 from .errors import InvalidChunkError
 from .types import ChatCompletionChunk
@@ -252,10 +253,18 @@ def observable_from_batches(
     return _task_observable(body)
 
 
+_SOURCE_VALID = (
+    *("model", "messages", "base_url", "api_key", "timeout", "max_retries", "headers"),
+    *("max_event_bytes", "verify_ssl", "default_query", "stream", "response_format"),
+    *SOURCE_PARAMS,
+)
+
+
+@expand_params(SourceParams)
 def chat_completion_stream(
     *,
     model: str,
-    messages: Sequence[Mapping[str, Any] | Any],
+    messages: Iterable[Mapping[str, Any] | Any],
     base_url: str | None = None,
     api_key: str | None = None,
     timeout: float | Timeout | None = DEFAULT_TIMEOUT,
@@ -264,7 +273,9 @@ def chat_completion_stream(
     max_event_bytes: int | None = None,
     verify_ssl: bool = True,
     default_query: Mapping[str, QueryValue] | None = None,
-    **params: Any,
+    stream: Literal[True] = True,
+    response_format: Any = None,
+    **params: Unpack[SourceParams],
 ) -> Observable[ChatCompletionChunk]:
     """A streamed chat completion as a cold Observable of chunks.
 
@@ -286,7 +297,12 @@ def chat_completion_stream(
         verify_ssl: TLS certificate verification; on unless explicitly turned off.
         default_query: query parameters added to the URL (Azure's ``api-version``); a query in
             ``base_url`` is kept as well.
-        **params: any other request field (``temperature``, ``tools``, ``stream_options``, ...).
+        stream: always ``True`` (``False`` is a :class:`ValueError`).
+        response_format: a pydantic model class or another type (sent as a strict
+            ``json_schema``), or a response-format dict.
+        **params: the OpenAI API's other request fields (:class:`~rxchat.SourceParams`:
+            ``temperature``, ``tools``, ``stream_options``, ...) and ``extra_body``, merged into
+            the body last (a provider's own fields). Any other name is a :class:`TypeError`.
 
     Returns:
         ``Observable[ChatCompletionChunk]``. ``data: [DONE]`` completes it.
@@ -302,16 +318,12 @@ def chat_completion_stream(
     ...     model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}]
     ... ).pipe(rx.map(lambda c: c.text))  # reactivex.operators as rx  # doctest: +SKIP
     """
-    if not isinstance(model, str) or not model:
-        raise TypeError(f"model must be a non-empty str, not {model!r}")
-    if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
-        raise TypeError(
-            "messages must be a list of messages, e.g. [{'role': 'user', 'content': 'Hi'}]"
-        )
-    if params.get("stream", True) is not True:
+    if stream is not True:
         raise ValueError("chat_completion_stream always streams; do not pass stream=False")
-    params.pop("stream", None)
-    body: dict[str, Any] = {"model": model, "messages": list(messages), "stream": True, **params}
+    body = build_request(
+        "chat_completion_stream()", _SOURCE_VALID, model=model, messages=messages,
+        params=params, response_format=response_format, stream=True,
+    ).body  # fmt: skip
     request_timeout = Timeout.coerce(timeout)
     url = resolve_base_url(base_url)
     key = resolve_api_key(api_key)

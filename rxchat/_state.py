@@ -37,6 +37,7 @@ from .errors import (
     UnknownToolError,
 )
 from .types import (
+    ChatCompletion,
     ChatCompletionAudio,
     ChatCompletionChunk,
     ChoiceDelta,
@@ -417,6 +418,51 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 **(snapshot.__pydantic_extra__ or {}),
             ),
         )
+
+    def handle_completion(self, completion: ChatCompletion) -> list[ev.ChatCompletionStreamEvent]:
+        """Accumulate a whole (non-streamed) completion as if it arrived as one chunk.
+
+        ``parse()`` uses it, so a whole answer is parsed exactly like a streamed one; the
+        events are those one chunk carrying every message field gives.
+
+        Raises: as :meth:`handle_chunk`.
+        """
+        choices = []
+        for choice in completion.choices:
+            message = choice.message
+            delta: dict[str, Any] = dict(message.model_extra or {})
+            delta["role"] = message.role
+            for name in ("content", "refusal", "reasoning_content"):
+                value = getattr(message, name)
+                if value is not None:
+                    delta[name] = value
+            if message.tool_calls:
+                delta["tool_calls"] = [
+                    {
+                        "index": i,
+                        "id": call.id,
+                        "type": call.type,
+                        "function": {
+                            "name": call.function.name,
+                            "arguments": call.function.arguments,
+                        },
+                    }
+                    for i, call in enumerate(message.tool_calls)
+                ]
+            if message.function_call is not None:
+                delta["function_call"] = message.function_call.to_dict()
+            raw: dict[str, Any] = {
+                "index": choice.index,
+                "delta": delta,
+                "finish_reason": choice.finish_reason,
+            }
+            if choice.logprobs is not None:
+                raw["logprobs"] = choice.logprobs.to_dict()
+            choices.append(raw)
+        data = completion.to_dict()
+        data["object"] = _CHUNK_OBJECT
+        data["choices"] = choices
+        return self.handle_chunk(ChatCompletionChunk.model_validate(data))
 
     def handle_chunk(self, chunk: ChatCompletionChunk) -> list[ev.ChatCompletionStreamEvent]:
         """Accumulate one chunk; return the events it produces, in order.

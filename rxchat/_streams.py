@@ -528,6 +528,13 @@ class ChatCompletionStream(_EventStreamBase[ResponseFormatT]):
         self._done = False
         self._iter: Iterator[ChatCompletionStreamEvent] | None = None
 
+    @classmethod
+    def from_async(
+        cls, stream: AsyncChatCompletionStream[ResponseFormatT], portal: Portal
+    ) -> ChatCompletionStream[ResponseFormatT]:
+        """The sync face of an (entered, not yet iterated) async event stream on ``portal``'s loop."""
+        return cls(Stream(stream._raw, portal), stream.state)
+
     def __iter__(self) -> Iterator[ChatCompletionStreamEvent]:
         self._raw._claim()
         return self._events()

@@ -22,6 +22,7 @@ still waiting for bytes with :class:`~rxchat.APIConnectionError`. The API key go
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -44,7 +45,7 @@ from ._compat import (
     on_connection_lost,
     take_buffered,
 )
-from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout
+from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout, is_credential_name
 from ._decode import FEED_SIZE, ChunkDecoder
 from ._inflate import ACCEPT_ENCODING, BodyReader, Inflater, body_reader
 from ._lifetime import abandon_session, exiting_loops, track_session
@@ -60,6 +61,8 @@ from .errors import (
     status_error_class,
 )
 from .types import ChatCompletionChunk
+
+_URL_MASK = "rxchatmaskedvalue"  # stands for a masked query value, never percent-encoded
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -489,6 +492,25 @@ class HTTPTransport:
                 if loop is not None and not loop.is_closed():
                     loop.create_task(session.close())
 
+    def close_nowait(self) -> None:
+        """Close from any thread without awaiting: the finalizer of an unclosed client.
+
+        ``ClientSession.close()`` is a coroutine, and a finalizer may run after its loop
+        stopped: this closes synchronously (:meth:`close_now`) when called on the transport's
+        loop or when that loop no longer runs, else on the loop, leaving no unclosed-session or
+        unclosed-connector warning behind.
+        """
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop.is_closed() or running is loop or not loop.is_running():
+            self.close_now()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(self.close_now)
+
     def _interrupt_streams(self) -> None:
         if self._loop is not None and self._loop in exiting_loops:
             return  # interpreter exit: waiting readers stay blocked quietly (rxchat._lifetime)
@@ -580,6 +602,7 @@ class HTTPTransport:
         *,
         headers: Mapping[str, str] | None = None,
         timeout: Timeout | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> ChunkBatchStream:
         """A streamed request: nothing is sent until the stream is started or iterated.
 
@@ -588,11 +611,14 @@ class HTTPTransport:
             body: the JSON body (``stream: true`` is the caller's business).
             headers: extra headers of this request.
             timeout: overrides the transport's timeout for this request.
+            query: extra query parameters of this request (after ``default_query``).
 
         Returns:
             A :class:`ChunkBatchStream`.
         """
-        return ChunkBatchStream(self, path, body, headers=headers, timeout=timeout or self.timeout)
+        return ChunkBatchStream(
+            self, path, body, headers=headers, timeout=timeout or self.timeout, query=query
+        )
 
     async def post_json(
         self,
@@ -601,6 +627,7 @@ class HTTPTransport:
         *,
         headers: Mapping[str, str] | None = None,
         timeout: Timeout | None = None,
+        query: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """A non-streamed request; returns the parsed JSON object of the response.
 
@@ -615,7 +642,9 @@ class HTTPTransport:
         """
         t = timeout or self.timeout
         deadline = _deadline(t)
-        resp, _ = await self._exchange(path, body, headers, "application/json", t, deadline)
+        resp, _ = await self._exchange(
+            path, body, headers, "application/json", t, deadline, query
+        )
         try:
             raw, cut = await self._read_whole(resp, self.max_response_bytes, t, "the JSON answer")
         except BaseException as err:
@@ -651,6 +680,7 @@ class HTTPTransport:
         accept: str,
         t: Timeout,
         deadline: float | None,
+        query: Mapping[str, str] | None = None,
     ) -> tuple[aiohttp.ClientResponse, int]:
         """Send until a 2xx status line and headers arrived; returns the response and the retries.
 
@@ -665,7 +695,7 @@ class HTTPTransport:
           same method and body (5 at most); any other redirect is raised as an
           :class:`~rxchat.APIStatusError`, so nothing is ever sent to another origin.
         """
-        url = self._url.url(path)
+        url = self._url.url(path, query)
         payload = dumps_body(body)
         retry = resends = redirects = 0
         while True:
@@ -856,8 +886,18 @@ class HTTPTransport:
         return ResponseInfo(
             status=resp.status,
             headers=self._redactor.headers(resp.headers),
-            url=self.redact(str(resp.url.with_user(None))),
+            url=self._shown_url(resp.url),
         )
+
+    def _shown_url(self, url: URL) -> str:
+        """A response URL as errors show it: no user info, credential-like query values masked
+        (a per-call ``extra_query`` can hold one the transport does not know)."""
+        url = url.with_user(None)
+        if any(is_credential_name(name) for name in url.query):
+            url = url.with_query(
+                [(k, _URL_MASK if is_credential_name(k) else v) for k, v in url.query.items()]
+            )
+        return self.redact(str(url)).replace(_URL_MASK, "***")
 
     async def _status_error(
         self, resp: aiohttp.ClientResponse, t: Timeout
@@ -980,6 +1020,7 @@ class ChunkBatchStream:
         "_path",
         "_pending_error",
         "_pos",
+        "_query",
         "_reader",
         "_resp",
         "_rest",
@@ -999,11 +1040,13 @@ class ChunkBatchStream:
         *,
         headers: Mapping[str, str] | None,
         timeout: Timeout,
+        query: Mapping[str, str] | None = None,
     ) -> None:
         self._transport = transport
         self._path = path
         self._body = body
         self._extra_headers = headers
+        self._query = query
         self._timeout = timeout
         self._decoder = ChunkDecoder(max_event_bytes=transport.max_event_bytes, request=body)
         self._resp: aiohttp.ClientResponse | None = None
@@ -1078,7 +1121,7 @@ class ChunkBatchStream:
         t = self._timeout
         deadline = self._deadline = _deadline(t)
         resp, self.retries = await tr._exchange(
-            self._path, self._body, self._extra_headers, "text/event-stream", t, deadline
+            self._path, self._body, self._extra_headers, "text/event-stream", t, deadline, self._query
         )
         # From here on the request is never sent again: the server answered 2xx.
         self._resp = resp

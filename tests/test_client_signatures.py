@@ -10,6 +10,7 @@ from typing import Any
 import openai
 import pytest
 
+import rxchat
 from rxchat._client import AsyncClient, AsyncCompletions, Client, Completions
 
 PAIRS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
@@ -65,17 +66,53 @@ def test_create_stream_and_observe_share_the_request_parameters() -> None:
 
 
 def test_every_openai_create_parameter_is_accepted() -> None:
-    # Code written for the OpenAI SDK passes these by keyword; explicit ones keep their names,
-    # the others are taken by **params and sent in the body.
+    # Code written for the OpenAI SDK passes these by keyword: every name of the SDK's
+    # completions.create is a keyword-only parameter here, and nothing else is accepted (a
+    # misspelt name is a TypeError, as in the SDK; provider fields go through extra_body=).
     ours = inspect.signature(Completions.create).parameters
-    assert any(p.kind is inspect.Parameter.VAR_KEYWORD for p in ours.values())
+    assert not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in ours.values())
     theirs = inspect.signature(openai.resources.chat.completions.Completions.create).parameters
     for name in theirs:
-        if name in ours and name != "self":
+        if name != "self":
+            assert name in ours, name
             assert ours[name].kind is inspect.Parameter.KEYWORD_ONLY, name
+    assert set(ours) == set(theirs)
     common = {"model", "messages", "stream", "temperature", "tools", "tool_choice",
               "response_format", "max_tokens", "max_completion_tokens", "n", "seed", "stop",
               "stream_options", "logprobs", "top_logprobs", "timeout", "extra_headers",
-              "extra_body"}  # fmt: skip
+              "extra_body", "extra_query"}  # fmt: skip
     assert common <= set(ours)
     assert common <= set(theirs)
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (AsyncCompletions.create, openai.resources.chat.completions.AsyncCompletions.create),
+        (AsyncCompletions.stream, openai.resources.chat.completions.AsyncCompletions.stream),
+        (AsyncCompletions.parse, openai.resources.chat.completions.AsyncCompletions.parse),
+        (Completions.stream, openai.resources.chat.completions.Completions.stream),
+        (Completions.parse, openai.resources.chat.completions.Completions.parse),
+    ],
+    ids=["async create", "async stream", "async parse", "stream", "parse"],
+)
+def test_the_methods_take_the_openai_sdk_parameters(
+    ours: Callable[..., Any], theirs: Callable[..., Any]
+) -> None:
+    assert set(inspect.signature(ours).parameters) == set(inspect.signature(theirs).parameters)
+
+
+def test_run_tools_takes_the_turn_parameters() -> None:
+    # One choice per turn (no n), and the tools are the runner's own argument.
+    names = set(inspect.signature(Completions.run_tools).parameters)
+    create = set(inspect.signature(Completions.create).parameters)
+    assert names == (create - {"n", "stream"}) | {"max_turns"}
+
+
+def test_the_sources_take_the_body_parameters() -> None:
+    ours = set(inspect.signature(rxchat.chat_completion_stream).parameters)
+    body = set(inspect.signature(Completions.create).parameters) - {
+        "self", "extra_headers", "extra_query", "timeout",
+    }  # fmt: skip
+    assert body <= ours
+    assert {"base_url", "api_key", "timeout", "headers", "default_query"} <= ours

@@ -235,5 +235,5 @@ def test_the_installed_package_is_visible_to_mypy(tmp_path: Path) -> None:
     )
     assert "Cannot find implementation or library stub" not in run.stdout, run.stdout
     assert run.returncode == 0, run.stdout + run.stderr
-    assert 'Revealed type is "rxchat._client.Client"' in run.stdout
+    assert 'Revealed type is "rxchat._client_sync.Client"' in run.stdout
     assert "Observable[str]" in run.stdout  # ops.buffer_text(by="line"): text pieces

@@ -510,3 +510,39 @@ def test_choices_in_index_order_whatever_order_they_arrive_in() -> None:
     assert [c.index for c in snapshot.choices] == [0, 1]
     final = state.get_final_completion()
     assert [(c.index, c.message.content) for c in final.choices] == [(0, "aA"), (1, "bB")]
+
+
+def test_a_whole_completion_is_handled_as_one_chunk() -> None:
+    # What parse() does with a non-streamed answer: the same parsing as a stream.
+    completion = rxchat.ChatCompletion.model_validate(
+        {
+            "id": "c1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{
+                "index": 0, "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant", "content": '{"city":"Kyoto","temperature":21,"units":"c"}',
+                    "reasoning_content": "Hmm.", "vendor_field": 1,
+                    "tool_calls": [{"id": "t1", "type": "function", "function": {
+                        "name": "Location", "arguments": '{"city":"Oslo","temperature":3,"units":"c"}',
+                    }}],
+                },
+            }],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        }
+    )  # fmt: skip
+    state: ChatCompletionStreamState[Location] = ChatCompletionStreamState(
+        response_format=Location, tools=[pydantic_function_tool(Location)]
+    )
+    events = state.handle_completion(completion)
+    types = [e.type for e in events]
+    assert types[0] == "chunk" and "content.done" in types and "reasoning.done" in types
+    assert "tool_calls.function.arguments.delta" in types  # done: as the SDK, none in one chunk
+    final = state.get_final_completion()
+    message = final.choices[0].message
+    assert message.parsed == Location(city="Kyoto", temperature=21, units="c")
+    assert message.reasoning_content == "Hmm." and message.model_extra == {"vendor_field": 1}
+    assert message.tool_calls is not None
+    assert message.tool_calls[0].function.parsed_arguments == Location(
+        city="Oslo", temperature=3, units="c"
+    )
+    assert final.id == "c1" and final.usage is not None and final.usage.total_tokens == 3

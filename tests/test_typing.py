@@ -51,3 +51,46 @@ def test_reactive_path_is_typed_like_the_client_path() -> None:
             errors.append(line)
     assert not errors, "\n".join(errors)
     assert revealed == expected, result.stdout
+
+
+PARAMS_EXAMPLE = ROOT / "tests" / "typing" / "client_params.py"
+_EXPECTED_ERROR = re.compile(r"# E: (.+)$")
+
+
+@pytest.mark.timeout(600)
+def test_request_parameters_are_checked_by_mypy() -> None:
+    # A misspelt parameter is a type error on every method, as with the openai SDK, and
+    # create()'s return type still follows stream=.
+    lines = PARAMS_EXAMPLE.read_text().splitlines()
+    want_errors = {
+        n: m.group(1).strip()
+        for n, line in enumerate(lines, 1)
+        if (m := _EXPECTED_ERROR.search(line))
+    }
+    want_types = {
+        n: m.group(1).strip() for n, line in enumerate(lines, 1) if (m := _EXPECTED.search(line))
+    }
+    assert len(want_errors) >= 10 and len(want_types) >= 8
+    env = {**os.environ, "MYPYPATH": str(ROOT)}
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "mypy", "--strict", "--hide-error-context",
+            "--no-error-summary", str(PARAMS_EXAMPLE),
+        ],
+        capture_output=True, text=True, cwd=ROOT, env=env, timeout=590,
+    )  # fmt: skip
+    errors: dict[int, list[str]] = {}
+    revealed: dict[int, str] = {}
+    for line in result.stdout.splitlines():
+        m = re.match(r".*client_params\.py:(\d+): (\w+): (.*)$", line)
+        if not m:
+            continue
+        number, kind, text = int(m.group(1)), m.group(2), m.group(3)
+        if kind == "error":
+            errors.setdefault(number, []).append(text)
+        elif kind == "note" and text.startswith("Revealed type is "):
+            revealed[number] = _short(text[len("Revealed type is ") :].strip('"'))
+    assert set(errors) == set(want_errors), result.stdout
+    for number, text in want_errors.items():
+        assert any(text in error for error in errors[number]), (number, errors[number])
+    assert revealed == want_types, result.stdout

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from .._client import AsyncClient
+from .._client_async import AsyncClient
 from .._log import MemoryStreamLog, StreamLog, StreamNotFoundError
 from .._parsing import pydantic_function_tool, type_to_response_format_param
 from ._aiohttp import aiohttp_response

@@ -468,6 +468,26 @@ async def test_base_url_query_is_kept_and_default_query_added() -> None:
     assert targets == [want + "1"] * 3 + [want + "2"]
 
 
+async def test_extra_query_is_added_to_this_request_only() -> None:
+    async with RawServer(_answer) as server:
+        base = server.url + "?api-version=1"
+        async with rxchat.AsyncClient(base_url=base, default_query={"d": 1}) as client:
+            completions = client.chat.completions
+            await completions.create(model="m", messages=USER, extra_query={"q": 2, "d": 3})
+            stream = await completions.create(
+                model="m", messages=USER, stream=True, extra_query={"q": "s"}
+            )
+            async for _ in stream:
+                pass
+            await completions.observe(model="m", messages=USER, extra_query={"q": 0.5})
+            await completions.create(model="m", messages=USER)
+            with pytest.raises(TypeError, match="extra_query must map str to str or numbers"):
+                await completions.create(model="m", messages=USER, extra_query={"q": None})  # type: ignore[dict-item]
+        targets = [r.target for r in server.requests]
+    want = "/v1/chat/completions?api-version=1&d="
+    assert targets == [want + "3&q=2", want + "1&q=s", want + "1&q=0.5", want + "1"]
+
+
 def test_sync_client_takes_default_query() -> None:
     client = rxchat.Client(base_url="http://127.0.0.1:9/v1", default_query={"api-version": "1"})
     assert client._async._transport.url("/chat/completions").endswith(
