@@ -40,17 +40,18 @@ from rxchat.errors import RxChatError
 from rxchat.types import ChatCompletionChunk
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "reliability"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
 
 from cancelkit import PATHS, cli_interrupt
 from faultkit import (
     SENTINEL_KEY,
-    ThreadedServer,
     check,
     describe_partial,
     expected_error,
     matrix,
     reference_pieces,
 )
+from support import ThreadedMock
 
 
 def _row(cells: list[str], widths: list[int]) -> str:
@@ -72,7 +73,7 @@ def _table(header: list[str], rows: list[list[str]], markdown: bool) -> None:
 
 
 async def cancellation(markdown: bool, repeat: int) -> int:
-    server = ThreadedServer(api_key=SENTINEL_KEY)
+    server = ThreadedMock(api_key=SENTINEL_KEY)
     rows: list[list[str]] = []
     slow = 0
     try:
@@ -283,7 +284,7 @@ def _cut(text: str, step: int = 4096) -> list[str]:
 
 
 async def main(markdown: bool, with_cli: bool, repeat: int) -> int:
-    server = ThreadedServer(api_key=SENTINEL_KEY)
+    server = ThreadedMock(api_key=SENTINEL_KEY)
     rows: list[list[str]] = []
     failures = 0
     try:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 from llama_server import LlamaServer, ensure_installed, start_server
-from support import FINDINGS, Target
+from e2ekit import FINDINGS, Target
 
 _SERVER_KEY = pytest.StashKey[LlamaServer | None]()
 _TARGET_KEY = pytest.StashKey[Target]()

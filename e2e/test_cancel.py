@@ -15,7 +15,7 @@ import time
 import uuid
 from typing import Any
 
-from support import Target, note, user, wait_busy
+from e2ekit import Target, note, user, wait_busy
 
 import rxchat
 from rxchat import operators as ops

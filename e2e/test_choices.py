@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import openai
-from support import Target, afinished, note, raw_finish, raw_stream, raw_text, user
+from e2ekit import Target, afinished, note, raw_finish, raw_stream, raw_text, user
 
 import rxchat
 from rxchat import operators as ops

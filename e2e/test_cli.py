@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from support import GREEDY, Target, raw_stream, raw_text, user
+from e2ekit import GREEDY, Target, raw_stream, raw_text, user
 from test_cancel import MAX_TOKENS, assert_stopped_on_server, long_request
 
 

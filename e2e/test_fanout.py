@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from support import GREEDY, Target, afinished, note, user, wait_idle
+from e2ekit import GREEDY, Target, afinished, note, user, wait_idle
 
 import rxchat
 from rxchat import operators as ops

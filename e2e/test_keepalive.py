@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 import openai
-from support import GREEDY, Target, afinished, finished, user
+from e2ekit import GREEDY, Target, afinished, finished, user
 
 import rxchat
 from rxchat import operators as ops

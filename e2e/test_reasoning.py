@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from llama_server import ensure_installed, start_server
-from support import GREEDY, Target, finished, note, raw_stream, raw_text, user
+from e2ekit import GREEDY, Target, finished, note, raw_stream, raw_text, user
 
 import rxchat
 

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from pydantic import BaseModel
-from support import GREEDY, Target, afinished, note, raw_stream, raw_text, user
+from e2ekit import GREEDY, Target, afinished, note, raw_stream, raw_text, user
 
 import rxchat
 from rxchat import operators as ops

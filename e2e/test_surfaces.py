@@ -12,7 +12,7 @@ from typing import Any
 
 import openai
 import pytest
-from support import (
+from e2ekit import (
     GREEDY,
     Target,
     afinished,

@@ -33,6 +33,12 @@ async def mock_server() -> AsyncIterator[MockServer]:
 
 
 @pytest.fixture
+def server(mock_server: MockServer) -> MockServer:
+    """``mock_server`` under the short name most test files use (one server per test)."""
+    return mock_server
+
+
+@pytest.fixture
 async def no_leftover_tasks() -> AsyncIterator[None]:
     """Fail the test if it leaves tasks running on the loop (connections, readers, timers)."""
     before = asyncio.all_tasks()

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
-from _client_support import ThreadedMock, user
 from pydantic import BaseModel
+from support import ThreadedMock, user
 
 import rxchat
 from rxchat._client import AsyncClient, Client
@@ -32,11 +32,6 @@ from rxchat.types import ChatCompletion, ChatCompletionChunk
 
 LONG = "m?tokens=100000&delay=0.005"  # never ends on its own within a test
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import reactivex.operators as rxo
-from _client_support import ThreadedMock
+from support import ThreadedMock
 
 import rxchat
 from rxchat import operators as ops

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
-from _client_support import ThreadedMock, user
 from pydantic import BaseModel
+from support import ThreadedMock, user
 
 from rxchat._client import AsyncClient, Client
 from rxchat._transport import Timeout
@@ -19,12 +19,6 @@ from rxchat.errors import (
     StreamAPIError,
 )
 from rxchat.mock import MockServer
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Literal
 
 import pytest
-from _client_support import ThreadedMock
 from pydantic import BaseModel
+from support import ThreadedMock
 
 # -- the only lines that differ from the published examples ---------------------------------
 from rxchat import (

@@ -51,11 +51,6 @@ USER = [{"role": "user", "content": "Hello"}]
 KEY = "sk-source-SENTINEL-abcdef0123456789"
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
-
 
 class Recorder:
     """An observer that records everything, and the thread/task of each call."""

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
 import pytest
-from _client_support import ThreadedMock
 from pydantic import BaseModel, Field, field_validator
 from reactivex import operators as rops
+from support import ThreadedMock
 
 import rxchat
 from rxchat import AsyncClient, Client, MaxTurnsExceededError
@@ -32,11 +32,6 @@ async def get_time(zone: str) -> str:
     await asyncio.sleep(0)
     return "12:00"
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
 
 
 @pytest.fixture

@@ -59,11 +59,6 @@ def body(model: str = "mock", **extra: Any) -> dict[str, Any]:
     return {"model": model, "messages": USER, "stream": True, **extra}
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
-
 
 @pytest.fixture
 async def transport(server: MockServer) -> AsyncIterator[HTTPTransport]:

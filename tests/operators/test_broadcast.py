@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -229,11 +228,6 @@ def test_events_late_subscriber_starts_from_the_snapshot() -> None:
 
 # -- against the mock server -------------------------------------------------------------------
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
 
 
 async def test_three_subscribers_one_request(server: MockServer) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -132,11 +131,6 @@ def test_bad_seconds(bad: float) -> None:
     with pytest.raises(ValueError):
         buffer_text(bad)
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
 
 
 async def test_on_the_loop_against_the_mock(server: MockServer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 import pytest
@@ -40,11 +39,6 @@ def _script(pieces: list[str]) -> list[dict[str, Any]]:
         _chunk({}, "stop"),
     ]
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
 
 
 async def test_from_the_mock_the_last_partial_is_the_answer(server: MockServer) -> None:

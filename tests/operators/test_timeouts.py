@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from reactivex import operators as rops
@@ -220,11 +219,6 @@ def test_idle_timeout_after_first_chunk_timeout_also_times_the_first_item() -> N
 
 # -- on the event loop against the mock server ----------------------------------------------------
 
-
-@pytest.fixture
-async def server() -> AsyncIterator[MockServer]:
-    async with MockServer() as s:
-        yield s
 
 
 async def test_keepalives_do_not_count_as_output(server: MockServer) -> None:

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from faultkit import MESSAGES, SENTINEL_KEY, ThreadedServer, cli_command, cli_env
+from faultkit import MESSAGES, SENTINEL_KEY, cli_command, cli_env
+from support import ThreadedMock
 
 from rxchat._client import AsyncClient, Client
 from rxchat._sources import chat_completion_stream
@@ -43,7 +44,7 @@ class Stop:
 
 
 async def _measure(
-    server: ThreadedServer, action: Callable[[], Awaitable[float]], timeout: float = 5.0
+    server: ThreadedMock, action: Callable[[], Awaitable[float]], timeout: float = 5.0
 ) -> Stop:
     state = server.server.state
     before = server.snapshot(lambda: len(state.disconnects))
@@ -63,7 +64,7 @@ def _client(url: str) -> AsyncClient:
 # -- async paths (run on the test's loop) -------------------------------------------------------
 
 
-async def dispose_subscription(server: ThreadedServer) -> Stop:
+async def dispose_subscription(server: ThreadedMock) -> Stop:
     """``subscription.dispose()`` of ``chat_completion_stream(...)``."""
 
     async def action() -> float:
@@ -87,7 +88,7 @@ async def dispose_subscription(server: ThreadedServer) -> Stop:
     return await _measure(server, action)
 
 
-async def dispose_observe(server: ThreadedServer) -> Stop:
+async def dispose_observe(server: ThreadedMock) -> Stop:
     """``dispose()`` of ``AsyncClient.chat.completions.observe(...)`` piped through operators."""
     async with _client(server.url) as client:
 
@@ -114,7 +115,7 @@ async def dispose_observe(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
-async def broadcast_last_leaves(server: ThreadedServer) -> Stop:
+async def broadcast_last_leaves(server: ThreadedMock) -> Stop:
     """Two subscribers of ``ops.broadcast()``; the request ends when the last one leaves."""
 
     async def action() -> float:
@@ -144,7 +145,7 @@ async def broadcast_last_leaves(server: ThreadedServer) -> Stop:
     return await _measure(server, action)
 
 
-async def async_for_break(server: ThreadedServer) -> Stop:
+async def async_for_break(server: ThreadedMock) -> Stop:
     """``break`` out of ``async for chunk in await create(stream=True)``."""
     async with _client(server.url) as client:
 
@@ -163,7 +164,7 @@ async def async_for_break(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
-async def async_with_exit(server: ThreadedServer) -> Stop:
+async def async_with_exit(server: ThreadedMock) -> Stop:
     """Leaving ``async with stream`` (``create(stream=True)``) before the end."""
     async with _client(server.url) as client:
 
@@ -183,7 +184,7 @@ async def async_with_exit(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
-async def async_event_stream_exit(server: ThreadedServer) -> Stop:
+async def async_event_stream_exit(server: ThreadedMock) -> Stop:
     """Leaving ``async with client.chat.completions.stream(...)`` in the middle."""
     async with _client(server.url) as client:
 
@@ -201,7 +202,7 @@ async def async_event_stream_exit(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
-async def cancel_task(server: ThreadedServer) -> Stop:
+async def cancel_task(server: ThreadedMock) -> Stop:
     """``task.cancel()`` of the task iterating an ``AsyncStream``."""
     async with _client(server.url) as client:
 
@@ -229,7 +230,7 @@ async def cancel_task(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
-async def cancel_task_before_first_chunk(server: ThreadedServer) -> Stop:
+async def cancel_task_before_first_chunk(server: ThreadedMock) -> Stop:
     """``task.cancel()`` while the request waits for its first chunk (headers received)."""
     async with _client(server.url) as client:
 
@@ -256,7 +257,7 @@ async def cancel_task_before_first_chunk(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
-async def idle_timeout_fires(server: ThreadedServer) -> Stop:
+async def idle_timeout_fires(server: ThreadedMock) -> Stop:
     """``ops.idle_timeout`` expires (keep-alives flowing, no output): the request is dropped."""
     async with _client(server.url) as client:
 
@@ -277,7 +278,7 @@ async def idle_timeout_fires(server: ThreadedServer) -> Stop:
         return await _measure(server, action)
 
 
-async def read_timeout_fires(server: ThreadedServer) -> Stop:
+async def read_timeout_fires(server: ThreadedMock) -> Stop:
     """The transport's read timeout expires mid-stream: the connection is closed, not pooled."""
     async with AsyncClient(
         api_key=SENTINEL_KEY, base_url=server.url, max_retries=0, timeout=Timeout(read=0.3)
@@ -301,8 +302,8 @@ async def read_timeout_fires(server: ThreadedServer) -> Stop:
 # -- sync paths (run in a worker thread; the sync client uses rxchat's loop thread) --------------
 
 
-def _sync(fn: Callable[[Client], float]) -> Callable[[ThreadedServer], Awaitable[Stop]]:
-    async def path(server: ThreadedServer) -> Stop:
+def _sync(fn: Callable[[Client], float]) -> Callable[[ThreadedMock], Awaitable[Stop]]:
+    async def path(server: ThreadedMock) -> Stop:
         def action_in_thread() -> float:
             with Client(api_key=SENTINEL_KEY, base_url=server.url, max_retries=0) as client:
                 return fn(client)
@@ -392,7 +393,7 @@ def sync_observe_dispose(client: Client) -> float:
 # -- the CLI -------------------------------------------------------------------------------------
 
 
-async def cli_interrupt(server: ThreadedServer) -> Stop:
+async def cli_interrupt(server: ThreadedMock) -> Stop:
     """Ctrl-C (SIGINT) to ``rxchat chat`` while it streams."""
 
     async def action() -> float:
@@ -434,7 +435,7 @@ async def cli_interrupt(server: ThreadedServer) -> Stop:
     return await _measure(server, action)
 
 
-PATHS: list[Callable[[ThreadedServer], Awaitable[Stop]]] = [
+PATHS: list[Callable[[ThreadedMock], Awaitable[Stop]]] = [
     dispose_subscription,
     dispose_observe,
     broadcast_last_leaves,

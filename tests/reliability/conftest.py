@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from faultkit import SENTINEL_KEY, ThreadedServer, reference_pieces
+from faultkit import SENTINEL_KEY, reference_pieces
+from support import ThreadedMock
 
 
 @pytest.fixture(scope="module")
-def threaded_server() -> Iterator[ThreadedServer]:
+def threaded_server() -> Iterator[ThreadedMock]:
     """One mock server per module, on its own loop thread, requiring the sentinel key."""
-    server = ThreadedServer(api_key=SENTINEL_KEY)
+    server = ThreadedMock(api_key=SENTINEL_KEY)
     try:
         yield server
     finally:
@@ -20,6 +21,6 @@ def threaded_server() -> Iterator[ThreadedServer]:
 
 
 @pytest.fixture(scope="module")
-def pieces(threaded_server: ThreadedServer) -> list[str]:
+def pieces(threaded_server: ThreadedMock) -> list[str]:
     """The content pieces of the healthy answer every fault row is compared with."""
     return asyncio.run(reference_pieces(threaded_server.url))

@@ -1,8 +1,8 @@
 """The fault x surface matrix, shared by ``test_faults.py`` and ``benchmarks/bench_faults.py``.
 
-* :class:`ThreadedServer` — the embedded mock server on its own event-loop thread, so that
-  synchronous clients (which block their thread) and subprocesses can talk to it, and so that
-  the server's work never runs on the loop under test.
+* The embedded mock server runs on its own event-loop thread (``support.ThreadedMock``), so
+  that synchronous clients (which block their thread) and subprocesses can talk to it, and so
+  that the server's work never runs on the loop under test.
 * :data:`FAULTS` — each fault the mock can inject, with the outcome DESIGN.md defines for it.
 * :data:`SURFACES` — each public way of reading a stream, run the same way: one request, every
   item collected, the error (if any) caught, the time to raise measured.
@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -44,7 +44,6 @@ from rxchat.errors import (
     RxChatError,
     StreamAPIError,
 )
-from rxchat.mock import MockServer
 from rxchat.operators._accumulate import accumulate
 from rxchat.operators._timeouts import idle_timeout
 
@@ -64,42 +63,7 @@ TOTAL = 0.8  # total timeout of the keep-alive stall row on surfaces without an 
 QUICK = Timeout(connect=5.0, read=5.0, total=None)  # rows that must not time out
 
 
-class ThreadedServer:
-    """A :class:`MockServer` on a private event loop in a daemon thread."""
-
-    def __init__(self, **options: Any) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self.loop.run_forever, name="reliability-mock", daemon=True
-        )
-        self.thread.start()
-        self.server = MockServer(**options)
-        self.url: str = self.call(self.server.start())
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
-        """Run a coroutine on the server's loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    async def acall(self, coro: Coroutine[Any, Any, T]) -> T:
-        """The same from a coroutine on another loop (without blocking that loop)."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    def snapshot(self, fn: Callable[[], T]) -> T:
-        """Read server state on the server's own thread (no racing its writes)."""
-
-        async def read() -> T:
-            return fn()
-
-        return self.call(read())
-
-    def close(self) -> None:
-        """Stop the server and its thread."""
-        try:
-            self.call(self.server.close())
-        finally:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join(5)
-            self.loop.close()
+# The mock on its own loop thread: tests/support/threaded.py (one class for every suite).
 
 
 # -- outcomes ------------------------------------------------------------------------------

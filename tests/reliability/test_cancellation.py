@@ -12,7 +12,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from cancelkit import PATHS, Stop
-from faultkit import HANG_GUARD, ThreadedServer
+from faultkit import HANG_GUARD
+from support import ThreadedMock
 
 from rxchat._portal import get_portal
 
@@ -22,8 +23,8 @@ ATTEMPTS = 3  # best of: a loaded CI machine may deschedule a thread once
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.__name__) for p in PATHS])
 async def test_stopping_closes_the_connection_at_once(
-    path: Callable[[ThreadedServer], Awaitable[Stop]],
-    threaded_server: ThreadedServer,
+    path: Callable[[ThreadedMock], Awaitable[Stop]],
+    threaded_server: ThreadedMock,
     no_leftover_tasks: None,
 ) -> None:
     stops: list[Stop] = []
@@ -40,7 +41,7 @@ async def test_stopping_closes_the_connection_at_once(
     await threaded_server.acall(threaded_server.server.wait_for_idle(2))
 
 
-async def test_sync_paths_leave_nothing_on_rxchat_loop(threaded_server: ThreadedServer) -> None:
+async def test_sync_paths_leave_nothing_on_rxchat_loop(threaded_server: ThreadedMock) -> None:
     """After the sync paths, rxchat's background loop runs no task of theirs."""
     from cancelkit import sync_event_stream_exit, sync_for_break, sync_with_exit
 
@@ -62,7 +63,7 @@ async def test_sync_paths_leave_nothing_on_rxchat_loop(threaded_server: Threaded
 
 
 async def test_ctrl_c_in_the_cli_closes_the_connection(
-    threaded_server: ThreadedServer, no_leftover_tasks: None
+    threaded_server: ThreadedMock, no_leftover_tasks: None
 ) -> None:
     from cancelkit import cli_interrupt
 

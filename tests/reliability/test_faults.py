@@ -20,11 +20,11 @@ from faultkit import (
     Fault,
     Outcome,
     Surface,
-    ThreadedServer,
     check,
     matrix,
     reference_pieces,
 )
+from support import ThreadedMock
 
 from rxchat._client import AsyncClient, Client
 from rxchat._sources import chat_completion_stream
@@ -38,7 +38,7 @@ CASES = [pytest.param(f, s, id=f"{f.name}-{s.name}") for f, s in matrix()]
 async def test_fault_on_surface(
     fault: Fault,
     surface: Surface,
-    threaded_server: ThreadedServer,
+    threaded_server: ThreadedMock,
     pieces: list[str],
     no_leftover_tasks: None,
 ) -> None:
@@ -84,7 +84,7 @@ def test_every_fault_of_the_mock_is_in_the_matrix() -> None:
 
 
 async def test_keepalives_do_not_reset_the_idle_timeout(
-    threaded_server: ThreadedServer, pieces: list[str], no_leftover_tasks: None
+    threaded_server: ThreadedMock, pieces: list[str], no_leftover_tasks: None
 ) -> None:
     """The read timeout alone never fires while keep-alives flow; the idle timeout does."""
     fault = FAULTS_BY_NAME["stall_keepalive"]
@@ -104,7 +104,7 @@ async def test_keepalives_do_not_reset_the_idle_timeout(
     "surface_name", ["observable", "async_create", "async_stream", "sync_create"]
 )
 async def test_drop_behind_a_slow_consumer_keeps_every_byte_received(
-    surface_name: str, threaded_server: ThreadedServer, no_leftover_tasks: None
+    surface_name: str, threaded_server: ThreadedMock, no_leftover_tasks: None
 ) -> None:
     """Chunks that reached the socket before the server closed it are delivered, then the error.
 
@@ -207,7 +207,7 @@ CLI_PAIRS = [(f, s) for f, s in matrix(cli=True) if f.name in CLI_ROWS]
 
 
 @pytest.fixture(scope="module")
-def cli_outcomes(threaded_server: ThreadedServer) -> dict[str, Outcome]:
+def cli_outcomes(threaded_server: ThreadedMock) -> dict[str, Outcome]:
     """Each fault's CLI run; the subprocesses run side by side (each pays interpreter start-up)."""
 
     async def run_all() -> dict[str, Outcome]:

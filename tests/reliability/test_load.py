@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from faultkit import SENTINEL_KEY, ThreadedServer
+from faultkit import SENTINEL_KEY
+from support import ThreadedMock
 
 from rxchat._client import AsyncClient
 from rxchat._transport import Timeout
@@ -25,7 +26,7 @@ def _prompt(i: int) -> list[dict[str, str]]:
 
 
 async def test_concurrent_streams_are_exact(
-    threaded_server: ThreadedServer, no_leftover_tasks: None
+    threaded_server: ThreadedMock, no_leftover_tasks: None
 ) -> None:
     server = threaded_server
     state = server.server.state

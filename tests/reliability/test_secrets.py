@@ -30,10 +30,10 @@ from faultkit import (
     Fault,
     Outcome,
     Surface,
-    ThreadedServer,
     cli_command,
     cli_env,
 )
+from support import ThreadedMock
 
 from rxchat._client import AsyncClient, Client
 from rxchat._sources import chat_completion_stream
@@ -95,7 +95,7 @@ ECHO_MODELS = [
 ]
 
 
-class EchoServer(ThreadedServer):
+class EchoServer(ThreadedMock):
     """The echoing app on its own loop thread (so sync clients and the CLI can reach it)."""
 
     def __init__(self) -> None:
@@ -225,7 +225,7 @@ def test_cli_key_from_the_environment_is_never_printed(echo_server: EchoServer) 
 # -- reprs and the key in the URL -------------------------------------------------------------
 
 
-async def test_reprs_hide_the_key(threaded_server: ThreadedServer, no_leftover_tasks: None) -> None:
+async def test_reprs_hide_the_key(threaded_server: ThreadedMock, no_leftover_tasks: None) -> None:
     url = threaded_server.url
     texts: list[str] = []
     async with AsyncClient(api_key=SENTINEL_KEY, base_url=url) as client:
