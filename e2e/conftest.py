@@ -18,8 +18,8 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from llama_server import LlamaServer, ensure_installed, start_server
 from e2ekit import FINDINGS, Target
+from llama_server import LlamaServer, ensure_installed, start_server
 
 _SERVER_KEY = pytest.StashKey[LlamaServer | None]()
 _TARGET_KEY = pytest.StashKey[Target]()

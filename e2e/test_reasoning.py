@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from llama_server import ensure_installed, start_server
 from e2ekit import GREEDY, Target, finished, note, raw_stream, raw_text, user
+from llama_server import ensure_installed, start_server
 
 import rxchat
 

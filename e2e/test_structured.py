@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import BaseModel
 from e2ekit import GREEDY, Target, afinished, note, raw_stream, raw_text, user
+from pydantic import BaseModel
 
 import rxchat
 from rxchat import operators as ops
