@@ -31,6 +31,7 @@ import contextlib
 import os
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import Future
@@ -260,6 +261,10 @@ def _shutdown_at_exit() -> None:
         portal.shutdown(at_exit=True)
 
 
+def _no_op() -> None:
+    pass
+
+
 def _after_fork_in_child() -> None:
     global _portal, _lock
     _lock = threading.Lock()  # another thread of the parent may have held it
@@ -270,6 +275,12 @@ def _after_fork_in_child() -> None:
 
 # Registered at import: atexit runs handlers last-in first-out, so handlers that a program
 # registers after importing rxchat still find the portal running.
+# weakref.finalize registers its own atexit handler when the first finalizer of the process is
+# made, and the clients' finalizers close their transports at exit: make it register now, before
+# ours, so that it runs after ours. Otherwise a client created after importing rxchat closed its
+# transport at exit before the portal was marked as exiting, and woke a daemon thread's reader
+# with an error (a traceback on stderr at exit, about 1 run in 10).
+weakref.finalize(_shutdown_at_exit, _no_op)  # a module function: never collected, never fires early
 atexit.register(_shutdown_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
