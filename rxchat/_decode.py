@@ -14,6 +14,7 @@ from typing import Any, NoReturn, cast
 import orjson
 from pydantic import ValidationError
 
+from ._compat import json_validator
 from ._fastbuild import build_chunks
 from ._sse import ServerSentEvent, SSEDecoder
 from .errors import (
@@ -34,7 +35,7 @@ twice the CPU per chunk. Slices of this size keep each batch young."""
 _RAW_PREVIEW = 200
 # The model's validator itself: model_validate_json adds a Python frame per chunk (~0.5 us).
 _validate_chunk_json: Callable[[str], ChatCompletionChunk] = (
-    ChatCompletionChunk.__pydantic_validator__.validate_json
+    json_validator(ChatCompletionChunk)
 )
 
 

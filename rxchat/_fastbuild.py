@@ -28,6 +28,7 @@ from typing import Any, cast
 
 from pydantic import BaseModel
 
+from ._compat import instance_state, json_validator, plain_model_class
 from .types import ChatCompletionChunk
 
 __all__ = ["build_chunks", "c_builder", "models_identical"]
@@ -47,26 +48,7 @@ def _plan(cls: type[BaseModel], plans: dict[type[BaseModel], Any]) -> Any:
         return plans[cls]
     assert _speedups is not None
     sp = _speedups
-    decorators = cls.__pydantic_decorators__
-    if (
-        cls.model_config.get("extra") != "allow"
-        or cls.__pydantic_root_model__
-        or cls.__private_attributes__
-        or cls.model_post_init is not BaseModel.model_post_init
-        or cls.__init__ is not BaseModel.__init__
-        or any(
-            getattr(decorators, kind)
-            for kind in (
-                "validators",
-                "field_validators",
-                "root_validators",
-                "model_validators",
-                "field_serializers",
-                "model_serializers",
-                "computed_fields",
-            )
-        )
-    ):
+    if cls.model_config.get("extra") != "allow" or not plain_model_class(cls):
         raise _Unsupported(cls.__name__)
     fields: list[tuple[str, int, Any, Any]] = []
     for name, info in cls.model_fields.items():
@@ -165,13 +147,14 @@ def models_identical(a: Any, b: Any) -> bool:
     """Equal as pydantic's ``==`` sees it, and also the same classes and fields set, all the way
     down (``==`` ignores which fields were set)."""
     if isinstance(a, BaseModel):
+        if type(a) is not type(b):
+            return False
+        values_a, *rest_a = instance_state(a)
+        values_b, *rest_b = instance_state(b)
         return (
-            type(a) is type(b)
-            and a.__pydantic_fields_set__ == b.__pydantic_fields_set__
-            and a.__pydantic_extra__ == b.__pydantic_extra__
-            and a.__pydantic_private__ == b.__pydantic_private__
-            and list(a.__dict__) == list(b.__dict__)
-            and all(models_identical(v, b.__dict__[k]) for k, v in a.__dict__.items())
+            rest_a == rest_b
+            and list(values_a) == list(values_b)
+            and all(models_identical(v, values_b[k]) for k, v in values_a.items())
         )
     if isinstance(a, list):
         return (
@@ -210,7 +193,7 @@ def c_builder() -> Callable[[list[str]], list[ChatCompletionChunk | None]] | Non
     def build(payloads: list[str]) -> list[ChatCompletionChunk | None]:
         return cast("list[ChatCompletionChunk | None]", build_all(plan, payloads))
 
-    validate = ChatCompletionChunk.__pydantic_validator__.validate_json
+    validate = json_validator(ChatCompletionChunk)
     built = build(_SAMPLES)
     for raw, fast in zip(_SAMPLES, built, strict=True):
         if fast is None or not models_identical(fast, validate(raw)):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import orjson
 
 from .. import errors as _errors
+from .._compat import json_validator
 from .._fastbuild import build_chunks
 from ..errors import RxChatError
 from ..types import ChatCompletion, ChatCompletionChunk
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 Fields = dict[bytes, bytes]
-_validate_json = ChatCompletionChunk.__pydantic_validator__.validate_json
+_validate_json = json_validator(ChatCompletionChunk)
 Terminal = Literal["completed", "error", "cancelled"]
 
 

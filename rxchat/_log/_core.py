@@ -19,6 +19,7 @@ from reactivex.scheduler.eventloop import AsyncIOScheduler
 from typing_extensions import Unpack
 
 from .._bridge import to_async_iterator
+from .._compat import scheduler_loop
 from .._flow import FLOW_GATE, FlowGate
 from .._state import ChatCompletionStreamState
 from ..errors import RxChatError
@@ -663,7 +664,7 @@ class StreamReader(Observable[LoggedChunk]):
 
 def _loop_of(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
     if isinstance(scheduler, AsyncIOScheduler):
-        return scheduler._loop
+        return scheduler_loop(scheduler)
     try:
         return asyncio.get_running_loop()
     except RuntimeError:

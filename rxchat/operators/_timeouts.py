@@ -14,6 +14,7 @@ from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAs
 from reactivex.scheduler import CurrentThreadScheduler, ImmediateScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
+from .._compat import scheduler_loop
 from ..errors import APITimeoutError, FirstChunkTimeoutError, IdleTimeoutError
 
 __all__ = ["first_chunk_timeout", "idle_timeout", "time_scheduler"]
@@ -51,7 +52,7 @@ def time_scheduler(
 def clock_of(scheduler: abc.SchedulerBase) -> Callable[[], float]:
     """A cheap seconds clock that agrees with the scheduler's relative timers."""
     if isinstance(scheduler, AsyncIOScheduler):
-        return scheduler._loop.time
+        return scheduler_loop(scheduler).time
     clock = getattr(scheduler, "clock", None)
     if isinstance(clock, int | float):  # virtual time (TestScheduler): read it live
         return lambda: float(scheduler.clock)  # type: ignore[attr-defined]
