@@ -1013,8 +1013,13 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 parsed = incremental.current()
             function.parsed_arguments = parsed
 
-    def _completed_tool_call(self, choice_index: int, index: int) -> ParsedFunctionToolCall:
-        """A copy of a completed tool call (for ``ops.tool_calls()``)."""
+    def completed_tool_call(self, choice_index: int, index: int) -> ParsedFunctionToolCall:
+        """A copy of a tool call whose ``tool_calls.function.arguments.done`` event was emitted,
+        with its parsed arguments (what ``ops.tool_calls()`` emits).
+
+        Raises:
+            KeyError: no such choice or tool call.
+        """
         call = self._choices[choice_index].tools[index]
         return _tool_call_model(call, self._parse_arguments(call))
 

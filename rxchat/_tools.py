@@ -32,7 +32,7 @@ from ._sources import _Run, _task_observable
 from ._state import ChatCompletionStreamState
 from .errors import IncompleteStreamError, RxChatError
 from .events import ChatCompletionStreamEvent
-from .operators._accumulate import with_completion
+from .operators._support import with_completion
 from .types import ChatCompletionChunk, ParsedChatCompletion, ParsedChatCompletionMessage
 
 __all__ = [
