@@ -362,7 +362,8 @@ _CHUNK_FIELDS = set(ChunkEvent.model_fields)
 
 
 def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> ChunkEvent:
-    """A chunk event whose snapshot is ``state._snapshot()``, read when first accessed."""
+    """A chunk event whose snapshot is ``state.current_completion_snapshot``, read when first
+    accessed."""
     event = _new(ChunkEvent)
     _set_dict(event, {"type": "chunk", "chunk": chunk, "choice_index": choice_index})
     _set_fields(event, _CHUNK_FIELDS)
@@ -374,4 +375,4 @@ def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> C
 
 
 def _live_snapshot(state: Any) -> Any:
-    return state._snapshot()
+    return state.current_completion_snapshot
