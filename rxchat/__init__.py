@@ -80,7 +80,7 @@ if _typing.TYPE_CHECKING:
     from . import mock as mock
     from . import redis as redis
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 
 def __getattr__(name: str) -> _typing.Any:
