@@ -11,13 +11,13 @@ from . import errors as errors
 from . import events as events
 from . import operators as operators
 from . import types as types
-from ._bridge import ObservableIterator as ObservableIterator
-from ._bridge import to_async_iterator as to_async_iterator
+from ._async_iter import ObservableIterator as ObservableIterator
+from ._async_iter import to_async_iterator as to_async_iterator
+from ._chunk_decoder import ChunkDecoder as ChunkDecoder
 from ._client import NOT_GIVEN as NOT_GIVEN
 from ._client import AsyncClient as AsyncClient
 from ._client import Client as Client
 from ._client import NotGiven as NotGiven
-from ._decode import ChunkDecoder as ChunkDecoder
 from ._edgee import InputObject as InputObject
 from ._edgee import SendResponse as SendResponse
 from ._log import LoggedChunk as LoggedChunk
@@ -36,9 +36,6 @@ from ._log import StreamLogError as StreamLogError
 from ._log import StreamLogUnavailableError as StreamLogUnavailableError
 from ._log import StreamNotFoundError as StreamNotFoundError
 from ._log import StreamReader as StreamReader
-from ._parsing import pydantic_function_tool as pydantic_function_tool
-from ._parsing import to_strict_json_schema as to_strict_json_schema
-from ._parsing import type_to_response_format_param as type_to_response_format_param
 from ._partial import Partial as Partial
 from ._partial import PartialObjectParser as PartialObjectParser
 from ._sources import chat_completion_stream as chat_completion_stream
@@ -53,6 +50,9 @@ from ._streams import AsyncStream as AsyncStream
 from ._streams import ChatCompletionStream as ChatCompletionStream
 from ._streams import ChatCompletionStreamManager as ChatCompletionStreamManager
 from ._streams import Stream as Stream
+from ._structured import pydantic_function_tool as pydantic_function_tool
+from ._structured import to_strict_json_schema as to_strict_json_schema
+from ._structured import type_to_response_format_param as type_to_response_format_param
 from ._tools import AsyncToolRunner as AsyncToolRunner
 from ._tools import FinalEvent as FinalEvent
 from ._tools import FunctionTool as FunctionTool

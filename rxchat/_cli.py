@@ -35,9 +35,9 @@ from ._cli_log import (
     run_log_command,
 )
 from ._cli_web import add_ui_arguments
-from ._parsing import pydantic_function_tool, type_to_response_format_param
 from ._render import Output, ValueView, event_json
 from ._sources import chat_completion_stream, from_sse_bytes, resolve_base_url
+from ._structured import pydantic_function_tool, type_to_response_format_param
 from ._transport import Timeout
 from .errors import (
     APIConnectionError,

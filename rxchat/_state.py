@@ -27,8 +27,8 @@ from typing_extensions import TypeVar
 
 from . import events as ev
 from ._compat import extra_of, fields_set_of, set_field, values_of
-from ._parsing import ContentFormat, ToolSet, ToolSpec
 from ._partial_json import PartialJSONError, PartialJSONParser
+from ._structured import ContentFormat, ToolSet, ToolSpec
 from .errors import (
     ContentFilterFinishReasonError,
     IncompleteStreamError,

@@ -25,11 +25,11 @@ import pydantic
 from pydantic import BaseModel
 from reactivex import Observable
 
-from ._bridge import to_async_iterator
+from ._async_iter import to_async_iterator
 from ._flow import FLOW_GATE
-from ._parsing import to_strict_json_schema
 from ._sources import _Run, _task_observable
 from ._state import ChatCompletionStreamState
+from ._structured import to_strict_json_schema
 from .errors import IncompleteStreamError, RxChatError
 from .events import ChatCompletionStreamEvent
 from .operators._support import with_completion

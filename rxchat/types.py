@@ -4,7 +4,7 @@ Field names follow the OpenAI API. Every model keeps fields it does not know (``
 a server's additions (``reasoning_content``, ``prompt_filter_results``, ...) reach you unchanged.
 
 Chunks arrive thousands of times a second. The stream decoder builds them with a C reader
-(``rxchat._speedups``, see ``rxchat/_fastbuild.py``) that reads each payload's JSON once into
+(``rxchat._speedups``, see ``rxchat/_c_builder.py``) that reads each payload's JSON once into
 these models and leaves anything needing conversion or rejection to pydantic's
 ``validate_json``; the models are the same either way.
 """

@@ -17,8 +17,8 @@ from typing import Any, Literal
 import orjson
 
 from .. import errors as _errors
+from .._c_builder import build_chunks
 from .._compat import json_validator
-from .._fastbuild import build_chunks
 from ..errors import RxChatError
 from ..types import ChatCompletion, ChatCompletionChunk
 from . import _errors as _log_errors

@@ -18,7 +18,7 @@ from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from typing_extensions import Unpack
 
-from .._bridge import to_async_iterator
+from .._async_iter import to_async_iterator
 from .._compat import scheduler_loop
 from .._flow import FLOW_GATE, FlowGate
 from .._state import ChatCompletionStreamState

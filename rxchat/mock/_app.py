@@ -13,8 +13,8 @@ from aiohttp import web
 
 from ._options import MockOptions, OptionError, parse_options, split_model
 from ._plan import CREATED, Plan, RequestError, build_plan
+from ._records import MockState, RequestRecord
 from ._script import SCRIPTED_OPTIONS
-from ._state import MockState, RequestRecord
 from ._stream import ClientGone, completion_body, write_stream
 
 __all__ = ["STATE_KEY", "create_app", "current_request_id"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from reactivex import Observable
 
-from .._parsing import ToolSet
+from .._structured import ToolSet
 from ..events import ChatCompletionStreamEvent
 from ._support import KEEP, rederive
 

@@ -7,7 +7,7 @@ from typing import Any, TypeVar, overload
 
 from reactivex import Observable
 
-from .._parsing import ContentFormat
+from .._structured import ContentFormat
 from ..events import ParsedStreamEvent
 from ._support import KEEP, rederive
 

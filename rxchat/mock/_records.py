@@ -1,4 +1,5 @@
-"""Observable server state: request log, stream outcomes, fault counters."""
+"""What the mock server records (:class:`MockState`): request log, stream outcomes, fault
+counters. Not the stream state of the client side (:mod:`rxchat._state`)."""
 
 from __future__ import annotations
 
