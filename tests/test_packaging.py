@@ -144,6 +144,7 @@ def test_the_sdist_is_a_complete_testable_source_tree(dists: tuple[Path, Path]) 
     for must in [
         "LICENSE",
         "README.md",
+        "CONTRIBUTING.md",
         "pyproject.toml",
         "setup.py",
         "rxchat/_speedups.c",
