@@ -7,8 +7,8 @@ from typing import Any
 
 from reactivex import Observable, abc
 
-from ..events import ContentDeltaEvent
-from ._support import CHUNK, as_chunk, kind_of
+from ..events import ContentDeltaEvent, _Event
+from ._support import as_chunk, kind_of
 
 __all__ = ["text"]
 
@@ -59,9 +59,10 @@ def text(choice_index: int = 0) -> Callable[[Observable[Any]], Observable[str]]:
                     if delta and item.choice_index == choice_index:
                         observer.on_next(delta)
                     return
+                if isinstance(item, _Event):
+                    return  # another event: no new text (checked first: the hot path)
                 try:
-                    if kind_of(item, "text") != CHUNK:
-                        return  # another event: no new text
+                    kind_of(item, "text")  # a chunk, or the TypeError for anything else
                     chunk = as_chunk(item)
                 except Exception as err:
                     stopped = True
