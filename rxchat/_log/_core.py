@@ -307,7 +307,7 @@ class StreamLog:
         """
         sid = _check_stream_id(stream_id)
         position = _check_after(after)
-        return StreamReader(self, sid, position)
+        return StreamReader(self._read, sid, position)
 
     async def _read(self, stream_id: str, after: int, emit: Callable[[LoggedChunk], bool]) -> None:
         """Emit the stream's chunks after ``after``; return at a completed end, raise otherwise.
@@ -607,14 +607,19 @@ def _loads_meta(raw: str) -> dict[str, str]:
 # -- reading: an Observable that is also async-iterable --------------------------------------------
 
 
+_Follow = Callable[[str, int, Callable[[LoggedChunk], bool]], Awaitable[None]]
+"""What a :class:`StreamReader` reads with (the log's ``_read``): emit a stream's chunks after a
+position; ``emit`` returns False when the subscriber has gone."""
+
+
 class StreamReader(Observable[LoggedChunk]):
     """``log.read(...)``: an ``Observable[LoggedChunk]``; ``async for chunk in reader`` works too
     (a bounded bridge: the reader stops reading the log while the loop body is behind)."""
 
-    def __init__(self, log: StreamLog, stream_id: str, after: int) -> None:
+    def __init__(self, follow: _Follow, stream_id: str, after: int) -> None:
         self.stream_id = stream_id
         self.after = after
-        self._log = log
+        self._follow = follow
         super().__init__(self._subscribe_reader)
 
     def __aiter__(self) -> AsyncIterator[LoggedChunk]:
@@ -634,7 +639,7 @@ class StreamReader(Observable[LoggedChunk]):
 
         async def body() -> None:
             try:
-                await self._log._read(self.stream_id, self.after, emit)
+                await self._follow(self.stream_id, self.after, emit)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
