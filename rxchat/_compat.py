@@ -29,6 +29,9 @@ reactivex:
 
 * :func:`scheduler_loop` — the event loop of an ``AsyncIOScheduler`` (``_loop``; the class has
   no accessor), for timers and tasks that must run on the scheduler's loop.
+* :func:`direct_on_next` — the function an ``AutoDetachObserver`` (what ``Observable.subscribe``
+  hands every source) wraps (``_on_next``), for a source that checks ``is_stopped`` itself once
+  per chunk instead of paying a Python call more per chunk.
 
 pydantic (v2). Instances keep their field values in ``__dict__``, the names of the fields that
 were set in ``__pydantic_fields_set__`` (a set), unknown keys in ``__pydantic_extra__`` (a dict
@@ -58,11 +61,14 @@ from typing import Any
 import aiohttp
 from aiohttp import http_exceptions
 from pydantic import BaseModel, ConfigDict
+from reactivex import abc
+from reactivex.observer import AutoDetachObserver
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 __all__ = [
     "HTTP_PROCESSING_ERRORS",
     "close_connector_now",
+    "direct_on_next",
     "extra_of",
     "fail_reader",
     "fields_set_of",
@@ -165,6 +171,18 @@ def scheduler_loop(scheduler: AsyncIOScheduler) -> asyncio.AbstractEventLoop:
     """The event loop an ``AsyncIOScheduler`` (or ``AsyncIOThreadSafeScheduler``) runs on."""
     loop: asyncio.AbstractEventLoop = scheduler._loop
     return loop
+
+
+def direct_on_next(
+    observer: abc.ObserverBase[Any],
+) -> tuple[Callable[[Any], None], AutoDetachObserver[Any] | None]:
+    """``(on_next, detach)``: for an ``AutoDetachObserver`` the function it wraps and the observer
+    itself, whose ``is_stopped`` the caller must check before each call; for any other observer
+    its ``on_next`` and None."""
+    if type(observer) is AutoDetachObserver:
+        wrapped: Callable[[Any], None] = observer._on_next
+        return wrapped, observer
+    return observer.on_next, None
 
 
 # -- pydantic ------------------------------------------------------------------------------------
@@ -320,12 +338,24 @@ def _check_aiohttp(loop: asyncio.AbstractEventLoop) -> list[str]:
 
 
 def _check_reactivex(loop: asyncio.AbstractEventLoop) -> list[str]:
+    problems: list[str] = []
     try:
-        if scheduler_loop(AsyncIOScheduler(loop)) is loop:
-            return []
+        if scheduler_loop(AsyncIOScheduler(loop)) is not loop:
+            problems.append("reactivex AsyncIOScheduler._loop")
     except AttributeError:
-        pass
-    return ["reactivex AsyncIOScheduler._loop"]
+        problems.append("reactivex AsyncIOScheduler._loop")
+    seen: list[Any] = []
+    observer: AutoDetachObserver[Any] = AutoDetachObserver(seen.append)
+    try:
+        on_next, detach = direct_on_next(observer)
+        on_next(1)
+        stopped_before = detach is not None and detach.is_stopped
+        observer.on_completed()
+        if seen != [1] or stopped_before or detach is None or not detach.is_stopped:
+            problems.append("reactivex AutoDetachObserver._on_next / is_stopped")
+    except AttributeError:
+        problems.append("reactivex AutoDetachObserver._on_next / is_stopped")
+    return problems
 
 
 def _check_pydantic() -> list[str]:

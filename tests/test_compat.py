@@ -51,6 +51,26 @@ def test_scheduler_loop_is_the_schedulers_loop() -> None:
         loop.close()
 
 
+def test_direct_on_next_is_the_wrapped_function() -> None:
+    import reactivex
+    from reactivex.observer import AutoDetachObserver
+
+    seen: list[int] = []
+    observer: AutoDetachObserver[int] = AutoDetachObserver(seen.append)
+    on_next, detach = _compat.direct_on_next(observer)
+    assert detach is observer and not detach.is_stopped
+    on_next(1)
+    observer.dispose()
+    assert detach.is_stopped  # the caller's check before each call
+    assert seen == [1]
+    # What subscribe hands a source is an AutoDetachObserver: the fast path is really taken.
+    handed: list[object] = []
+    reactivex.create(lambda obs, _: handed.append(obs)).subscribe(print)  # type: ignore[arg-type,func-returns-value]
+    assert type(handed[0]) is AutoDetachObserver
+    plain = reactivex.Subject[int]()
+    assert _compat.direct_on_next(plain) == (plain.on_next, None)
+
+
 def test_pydantic_instance_layout() -> None:
     from rxchat.types import ChatCompletionChunk, ChoiceDelta
 
