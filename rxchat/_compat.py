@@ -378,7 +378,7 @@ def _check_pydantic() -> list[str]:
     built = object.__new__(_Probe)
     set_model_dict(built, {"a": 5, "b": "c"})
     set_fields_set(built, {"a"})
-    set_model_extra(built, None)
+    set_model_extra(built, {})  # {} on an extra="allow" model (None only without extras)
     set_model_private(built, None)
     if built != _Probe(a=5, b="c") or built.model_dump(exclude_unset=True) != {"a": 5}:
         problems.append("pydantic slot setters")
