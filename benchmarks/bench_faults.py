@@ -32,10 +32,10 @@ from collections.abc import Callable
 import orjson
 from pydantic import BaseModel
 
-from rxchat._decode import ChunkDecoder
-from rxchat._parsing import pydantic_function_tool
+from rxchat._chunk_decoder import ChunkDecoder
 from rxchat._sse import SSEDecoder
 from rxchat._state import ChatCompletionStreamState
+from rxchat._structured import pydantic_function_tool
 from rxchat.errors import RxChatError
 from rxchat.types import ChatCompletionChunk
 

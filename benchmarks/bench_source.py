@@ -54,7 +54,7 @@ import orjson
 
 import rxchat
 from rxchat import ChunkDecoder, SSEDecoder
-from rxchat._fastbuild import build_chunks
+from rxchat._c_builder import build_chunks
 from rxchat._transport import DEFAULT_TIMEOUT, HTTPTransport
 
 MESSAGES = [{"role": "user", "content": "benchmark"}]

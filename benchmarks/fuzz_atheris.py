@@ -31,10 +31,10 @@ import atheris
 with atheris.instrument_imports(include=["rxchat"]):
     from pydantic import BaseModel
 
-    from rxchat._decode import ChunkDecoder
-    from rxchat._fastbuild import c_builder, models_identical
-    from rxchat._parsing import pydantic_function_tool
+    from rxchat._c_builder import c_builder, models_identical
+    from rxchat._chunk_decoder import ChunkDecoder
     from rxchat._state import ChatCompletionStreamState
+    from rxchat._structured import pydantic_function_tool
     from rxchat.errors import RxChatError
     from rxchat.types import ChatCompletionChunk
 

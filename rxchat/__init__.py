@@ -11,15 +11,15 @@ from . import errors as errors
 from . import events as events
 from . import operators as operators
 from . import types as types
-from ._bridge import ObservableIterator as ObservableIterator
-from ._bridge import to_async_iterator as to_async_iterator
+from ._async_iter import ObservableIterator as ObservableIterator
+from ._async_iter import to_async_iterator as to_async_iterator
+from ._chunk_decoder import ChunkDecoder as ChunkDecoder
 from ._client_async import AsyncChat as AsyncChat
 from ._client_async import AsyncClient as AsyncClient
 from ._client_async import AsyncCompletions as AsyncCompletions
 from ._client_sync import Chat as Chat
 from ._client_sync import Client as Client
 from ._client_sync import Completions as Completions
-from ._decode import ChunkDecoder as ChunkDecoder
 from ._edgee import InputObject as InputObject
 from ._edgee import SendResponse as SendResponse
 from ._log import LoggedChunk as LoggedChunk
@@ -45,9 +45,6 @@ from ._params import NotGiven as NotGiven
 from ._params import RequestOptions as RequestOptions
 from ._params import SourceParams as SourceParams
 from ._params import ToolRunnerParams as ToolRunnerParams
-from ._parsing import pydantic_function_tool as pydantic_function_tool
-from ._parsing import to_strict_json_schema as to_strict_json_schema
-from ._parsing import type_to_response_format_param as type_to_response_format_param
 from ._partial import Partial as Partial
 from ._partial import PartialObjectParser as PartialObjectParser
 from ._sources import chat_completion_stream as chat_completion_stream
@@ -62,6 +59,9 @@ from ._streams import AsyncStream as AsyncStream
 from ._streams import ChatCompletionStream as ChatCompletionStream
 from ._streams import ChatCompletionStreamManager as ChatCompletionStreamManager
 from ._streams import Stream as Stream
+from ._structured import pydantic_function_tool as pydantic_function_tool
+from ._structured import to_strict_json_schema as to_strict_json_schema
+from ._structured import type_to_response_format_param as type_to_response_format_param
 from ._tools import AsyncToolRunner as AsyncToolRunner
 from ._tools import FinalEvent as FinalEvent
 from ._tools import FunctionTool as FunctionTool
@@ -90,7 +90,7 @@ if _typing.TYPE_CHECKING:
     from . import mock as mock
     from . import redis as redis
 
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 
 def __getattr__(name: str) -> _typing.Any:

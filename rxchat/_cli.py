@@ -25,7 +25,6 @@ from pydantic import BaseModel, Field
 from reactivex import Observable
 from yarl import URL
 
-from . import __version__
 from . import operators as ops
 from ._cli_log import (
     LOG_COMMANDS,
@@ -35,10 +34,11 @@ from ._cli_log import (
     run_log_command,
 )
 from ._cli_web import add_ui_arguments
-from ._parsing import pydantic_function_tool, type_to_response_format_param
 from ._render import Output, ValueView, event_json
 from ._sources import chat_completion_stream, from_sse_bytes, resolve_base_url
+from ._structured import pydantic_function_tool, type_to_response_format_param
 from ._transport import Timeout
+from ._version import __version__
 from .errors import (
     APIConnectionError,
     APIStatusError,

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict, TypeVar
 
 from ._config import QueryValue, Timeout, query_items
-from ._parsing import type_to_response_format_param
+from ._structured import type_to_response_format_param
 
 __all__ = [
     "NOT_GIVEN",

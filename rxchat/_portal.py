@@ -2,7 +2,8 @@
 
 One daemon thread per process runs one asyncio loop; every sync ``Client`` submits its work
 there (the anyio "blocking portal" idea). Logic lives once, in the async classes: the sync
-classes call :func:`portal_call` with a coroutine and wait for its result.
+classes call :meth:`Portal.call` (on :func:`get_portal`) with a coroutine function and wait for
+its result.
 
 Streams do not pay one cross-thread round trip per chunk: a pump task on the loop reads whole
 per-socket-read batches and hands them to the consuming thread through a :class:`BatchBridge`,
@@ -40,7 +41,7 @@ from typing import Any, Generic, TypeVar
 from ._lifetime import exiting_loops, inherit, sessions_of
 from .errors import APIConnectionError
 
-__all__ = ["BatchBridge", "Portal", "get_portal", "portal_call"]
+__all__ = ["BatchBridge", "Portal", "get_portal"]
 
 T = TypeVar("T")
 
@@ -158,10 +159,6 @@ class Portal:
                     finished.wait(5.0)
             raise
 
-    def call_soon(self, callback: Callable[..., Any], *args: Any) -> None:
-        """Schedule a plain callback on the loop from any thread."""
-        self._loop.call_soon_threadsafe(callback, *args)
-
     def shutdown(self, timeout: float = 1.0, *, at_exit: bool = False) -> None:
         """Cancel what still runs on the loop, close its sessions, stop it, join it (idempotent).
 
@@ -240,11 +237,6 @@ def get_portal() -> Portal:
             _portal = Portal()
             _portal_pid = os.getpid()
         return _portal
-
-
-def portal_call(fn: Callable[[], Awaitable[T]]) -> T:
-    """Run ``fn()`` on the shared portal and wait for the result (see :meth:`Portal.call`)."""
-    return get_portal().call(fn)
 
 
 def _shut_down() -> APIConnectionError:

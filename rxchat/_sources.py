@@ -32,16 +32,16 @@ import orjson
 from pydantic import ValidationError
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, Disposable
-from reactivex.observer import AutoDetachObserver
 from reactivex.scheduler import CurrentThreadScheduler
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from typing_extensions import Unpack
 
+from ._chunk_decoder import FEED_SIZE, ChunkDecoder
+from ._compat import direct_on_next, scheduler_loop
 from ._config import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from ._config import DEFAULT_TIMEOUT, QueryValue, Timeout
 from ._config import resolve_api_key as resolve_api_key
 from ._config import resolve_base_url as resolve_base_url
-from ._decode import FEED_SIZE, ChunkDecoder
 from ._flow import FLOW_GATE
 from ._params import SOURCE_PARAMS, SourceParams, build_request, expand_params
 from ._transport import HTTPTransport
@@ -84,7 +84,7 @@ def _target_loop(scheduler: abc.SchedulerBase | None) -> tuple[asyncio.AbstractE
     except RuntimeError:
         running = None
     if isinstance(scheduler, AsyncIOScheduler):
-        loop: asyncio.AbstractEventLoop = scheduler._loop
+        loop = scheduler_loop(scheduler)
         return loop, loop is not running and loop.is_running()
     if running is None:
         raise RuntimeError(
@@ -190,14 +190,10 @@ async def _pump(run: _Run, stream: BatchStream) -> None:
     """Deliver every chunk of a batch stream, batch by batch, until the end or disposal."""
     run.stream = stream
     observer = run.observer
-    if type(observer) is AutoDetachObserver:
-        # What Observable.subscribe hands every source. Its on_next is "return if is_stopped,
-        # else call _on_next": done inline here, it saves a Python call per chunk.
-        on_next = observer._on_next
-        detach: AutoDetachObserver[Any] | None = observer
-    else:
-        on_next = observer.on_next
-        detach = None
+    # What Observable.subscribe hands every source is an AutoDetachObserver, whose on_next is
+    # "return if is_stopped, else call _on_next": done inline here, it saves a Python call per
+    # chunk (rxchat._compat.direct_on_next).
+    on_next, detach = direct_on_next(observer)
     gate = FLOW_GATE.get()  # set by a bounded async bridge downstream (rxchat.to_async_iterator)
     try:
         async for batch in stream:

@@ -1,6 +1,6 @@
 /* rxchat._speedups: read chat-completion chunks from JSON straight into pydantic models, in C.
  *
- * Optional: rxchat works the same without it (see rxchat/_fastbuild.py). A Plan describes one
+ * Optional: rxchat works the same without it (see rxchat/_c_builder.py). A Plan describes one
  * model class: its fields in declaration order, each with a kind (what JSON value it accepts and
  * how it becomes the field's value), a nested Plan for model fields, and a default. build_all()
  * reads each payload once and builds its models as pydantic-core's validate_json would for the
@@ -702,7 +702,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT, "rxchat._speedups",
-    "Optional C builder of rxchat's wire models (see rxchat/_fastbuild.py).", -1, methods,
+    "Optional C builder of rxchat's wire models (see rxchat/_c_builder.py).", -1, methods,
 };
 
 PyMODINIT_FUNC PyInit__speedups(void) {

@@ -26,8 +26,9 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import TypeVar
 
 from . import events as ev
-from ._parsing import ContentFormat, ToolSet, ToolSpec
+from ._compat import extra_of, fields_set_of, set_field, values_of
 from ._partial_json import PartialJSONError, PartialJSONParser
+from ._structured import ContentFormat, ToolSet, ToolSpec
 from .errors import (
     ContentFilterFinishReasonError,
     IncompleteStreamError,
@@ -408,7 +409,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
             if choice.finish_reason == "content_filter":
                 raise self._error(ContentFilterFinishReasonError(completion=snapshot))
         choices = [self._final_choice(choice) for choice in self._choices.values()]
-        fields = dict(snapshot.__dict__)
+        fields = dict(values_of(snapshot))
         fields["choices"] = choices
         return cast(
             ParsedChatCompletion[ResponseFormatT],
@@ -540,7 +541,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         """Add one chunk's choice to the state; return the text pieces it brought, in table
         order. Raises the finish-reason errors of the SDKs while parsing."""
         delta = raw.delta
-        values = delta.__dict__
+        values = values_of(delta)
         pieces: list[tuple[_TextField, str]] = []
         texts = choice.texts
         for field in _TEXT_FIELDS:
@@ -773,16 +774,12 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
     def _accumulate_extra(self, choice: _Choice, extra: dict[str, Any]) -> None:
         # Keys rxchat does not model are merged as the SDK merges deltas: strings appended,
         # numbers added, objects merged, lists of objects by their "index", other lists extended.
-        message_extra = choice.message.__pydantic_extra__
-        if message_extra is None:
-            message_extra = {}
-            object.__setattr__(choice.message, "__pydantic_extra__", message_extra)
+        message_extra = extra_of(choice.message)
         for key, value in extra.items():
             if key in _MESSAGE_FIELDS:
                 # a message field a delta does not declare (OpenAI's streamed annotations)
                 merged = choice.fields = _merge_extra(choice.fields, {key: value})
-                choice.message.__dict__[key] = _message_field(key, merged[key])
-                choice.message.__pydantic_fields_set__.add(key)
+                set_field(choice.message, key, _message_field(key, merged[key]))
             elif isinstance(value, str):
                 texts = choice.extra_texts
                 if texts is None:
@@ -996,8 +993,8 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
 
     def _sync_choice(self, choice: _Choice) -> None:
         message = choice.message
-        values = message.__dict__
-        fields_set = message.__pydantic_fields_set__
+        values = values_of(message)
+        fields_set = fields_set_of(message)
         # each text field is cleared before it is re-read, so the text can grow in place
         texts = choice.texts
         for field in _TEXT_FIELDS:
@@ -1050,7 +1047,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
         if call.function_extra:
             _set_extras(function, call.function_extra)
         function.name = call.name or ""
-        function.__dict__["arguments"] = ""
+        values_of(function)["arguments"] = ""  # cleared first, so the text can grow in place
         function.arguments = call.arguments()
         if call.done:
             function.parsed_arguments = call.parsed_done
@@ -1062,14 +1059,19 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 parsed = incremental.current()
             function.parsed_arguments = parsed
 
-    def _completed_tool_call(self, choice_index: int, index: int) -> ParsedFunctionToolCall:
-        """A copy of a completed tool call (for ``ops.tool_calls()``)."""
+    def completed_tool_call(self, choice_index: int, index: int) -> ParsedFunctionToolCall:
+        """A copy of a tool call whose ``tool_calls.function.arguments.done`` event was emitted,
+        with its parsed arguments (what ``ops.tool_calls()`` emits).
+
+        Raises:
+            KeyError: no such choice or tool call.
+        """
         call = self._choices[choice_index].tools[index]
         return _tool_call_model(call, self._parse_arguments(call))
 
     def _final_choice(self, choice: _Choice) -> ParsedChoice[Any]:
         message = choice.message
-        fields = dict(message.__dict__)
+        fields = dict(values_of(message))
         fields["parsed"] = (
             choice.parsed_done if choice.content_done else self._parse_content(choice)
         )
@@ -1091,7 +1093,7 @@ class ChatCompletionStreamState(Generic[ResponseFormatT]):
                 content=list(logprobs.content) if logprobs.content is not None else None,
                 refusal=list(logprobs.refusal) if logprobs.refusal is not None else None,
             )
-        choice_fields = dict(model.__dict__)
+        choice_fields = dict(values_of(model))
         choice_fields["message"] = new_message
         choice_fields["logprobs"] = logprobs
         return ParsedChoice.model_construct(
@@ -1138,25 +1140,19 @@ def _message_field(key: str, value: Any) -> Any:
 
 def _set_extras(model: BaseModel, extra: dict[str, Any]) -> None:
     """Make a live snapshot model's unknown fields those accumulated so far."""
-    current = model.__pydantic_extra__
-    if current is None:
-        current = {}
-        object.__setattr__(model, "__pydantic_extra__", current)
-    current.update(extra)
-    model.__pydantic_fields_set__.update(extra)
+    extra_of(model).update(extra)
+    fields_set_of(model).update(extra)
 
 
 def _add_new_keys(model: BaseModel, extra: dict[str, Any]) -> None:
     """Add the unknown fields a model does not have yet; the first value of a key is kept (the
     SDK keeps a choice's and a completion's fields from their first chunk)."""
-    current = model.__pydantic_extra__
-    if current is None:
-        current = {}
-        object.__setattr__(model, "__pydantic_extra__", current)
+    current = extra_of(model)
+    fields_set = fields_set_of(model)
     for key, value in extra.items():
         if key not in current:
             current[key] = value
-            model.__pydantic_fields_set__.add(key)
+            fields_set.add(key)
 
 
 def _copy_value(value: Any) -> Any:

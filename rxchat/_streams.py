@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic
 
@@ -148,8 +148,21 @@ class AsyncStream:
         finally:
             await self.close()
 
-    async def _batches(self) -> AsyncIterator[list[ChatCompletionChunk]]:
-        """Per-read batches, for the sync bridge and the event streams (closes at the end)."""
+    def iter_batches(self) -> AsyncGenerator[list[ChatCompletionChunk], None]:
+        """The chunks in per-read batches (one list per read from the socket) instead of one by
+        one: ``async for batch in stream.iter_batches()``.
+
+        Consumes the stream as ``async for`` does (a stream is read once) and closes it at
+        the end, on ``break`` (when the generator is closed) and on errors.
+
+        Raises:
+            StreamConsumedError: the stream was iterated already (raised here, not on the first
+                ``__anext__``).
+        """
+        self._claim()
+        return self._batches()
+
+    async def _batches(self) -> AsyncGenerator[list[ChatCompletionChunk], None]:
         try:
             source = await self._started()
             async for batch in source:
@@ -184,10 +197,12 @@ class AsyncStream:
 
 
 async def _pump(
-    bridge: BatchBridge[list[ChatCompletionChunk]], source: AsyncStream, done: threading.Event
+    bridge: BatchBridge[list[ChatCompletionChunk]],
+    batches: AsyncIterator[list[ChatCompletionChunk]],
+    done: threading.Event,
 ) -> None:
     try:
-        await bridge.run(source._batches())
+        await bridge.run(batches)
     finally:
         done.set()
 
@@ -241,7 +256,7 @@ class Stream:
 
     def start(self) -> Stream:
         """Send the request now (idempotent); status errors raise here."""
-        self._portal.call(self._async._started)
+        self._portal.call(self._async.start)
         return self
 
     def _claim(self) -> None:
@@ -251,13 +266,14 @@ class Stream:
 
     def _start_pump(self) -> BatchBridge[list[ChatCompletionChunk]]:
         async def start() -> BatchBridge[list[ChatCompletionChunk]]:
-            await self._async._started()
+            await self._async.start()
+            batches = self._async.iter_batches()
             bridge: BatchBridge[list[ChatCompletionChunk]] = BatchBridge(
                 asyncio.get_running_loop(), maxsize=self._maxsize
             )
             # The task must not reference this object: a dropped Stream is then collected and
             # its finalizer closes the connection.
-            self._pump = asyncio.create_task(_pump(bridge, self._async, self._pump_done))
+            self._pump = asyncio.create_task(_pump(bridge, batches, self._pump_done))
             return bridge
 
         if self._closed:
@@ -265,8 +281,20 @@ class Stream:
         bridge = self._bridge = self._portal.call(start)
         return bridge
 
-    def _batches(self) -> Iterator[list[ChatCompletionChunk]]:
-        """Per-read batches from the loop thread (closes the stream at the end)."""
+    def iter_batches(self) -> Generator[list[ChatCompletionChunk], None, None]:
+        """The chunks in per-read batches (one list per read from the socket) instead of one by
+        one: ``for batch in stream.iter_batches()``.
+
+        Consumes the stream as ``for`` does (a stream is read once) and closes it at the end,
+        on ``break`` (when the generator is closed) and on errors.
+
+        Raises:
+            StreamConsumedError: the stream was iterated already (raised here).
+        """
+        self._claim()
+        return self._batches()
+
+    def _batches(self) -> Generator[list[ChatCompletionChunk], None, None]:
         try:
             get = self._start_pump().get
             while True:
@@ -434,21 +462,20 @@ class AsyncChatCompletionStream(_EventStreamBase[ResponseFormatT]):
         self._iter: AsyncIterator[ChatCompletionStreamEvent] | None = None
 
     def __aiter__(self) -> AsyncIterator[ChatCompletionStreamEvent]:
-        self._raw._claim()
-        return self._events()
+        return self._events(self._raw.iter_batches())
 
     async def __anext__(self) -> ChatCompletionStreamEvent:
         iterator = self._iter
         if iterator is None:
-            self._raw._claim()
-            iterator = self._iter = self._events()
+            iterator = self._iter = self._events(self._raw.iter_batches())
         return await iterator.__anext__()
 
-    async def _events(self) -> AsyncIterator[ChatCompletionStreamEvent]:
+    async def _events(
+        self, batches: AsyncGenerator[list[ChatCompletionChunk], None]
+    ) -> AsyncIterator[ChatCompletionStreamEvent]:
         handle = self._state.handle_chunk
         try:
-            source = await self._raw._started()
-            async for batch in source:
+            async for batch in batches:
                 for chunk in batch:
                     for event in handle(chunk):
                         yield event
@@ -457,6 +484,7 @@ class AsyncChatCompletionStream(_EventStreamBase[ResponseFormatT]):
             _annotate(err, self._state)
             raise
         finally:
+            await batches.aclose()
             await self._raw.close()
 
     async def until_done(self) -> AsyncChatCompletionStream[ResponseFormatT]:
@@ -469,10 +497,11 @@ class AsyncChatCompletionStream(_EventStreamBase[ResponseFormatT]):
             return self
         iterator = self._iter
         if iterator is None:
-            if self._raw._claimed:
-                raise self._abandoned()
-            self._raw._claim()
-            iterator = self._iter = self._events()
+            try:
+                batches = self._raw.iter_batches()
+            except StreamConsumedError:
+                raise self._abandoned() from None
+            iterator = self._iter = self._events(batches)
         async for _ in iterator:
             pass
         if not self._done:
@@ -536,26 +565,20 @@ class ChatCompletionStream(_EventStreamBase[ResponseFormatT]):
         return cls(Stream(stream._raw, portal), stream.state)
 
     def __iter__(self) -> Iterator[ChatCompletionStreamEvent]:
-        self._raw._claim()
-        return self._events()
+        return self._events(self._raw.iter_batches())
 
     def __next__(self) -> ChatCompletionStreamEvent:
         iterator = self._iter
         if iterator is None:
-            self._raw._claim()
-            iterator = self._iter = self._events()
+            iterator = self._iter = self._events(self._raw.iter_batches())
         return next(iterator)
 
-    def _events(self) -> Iterator[ChatCompletionStreamEvent]:
+    def _events(
+        self, batches: Generator[list[ChatCompletionChunk], None, None]
+    ) -> Iterator[ChatCompletionStreamEvent]:
         handle = self._state.handle_chunk
-        raw = self._raw
         try:
-            get = raw._start_pump().get
-            while True:
-                try:
-                    batch = get()
-                except StopIteration:
-                    break
+            for batch in batches:
                 for chunk in batch:
                     yield from handle(chunk)
             self._done = True
@@ -563,7 +586,8 @@ class ChatCompletionStream(_EventStreamBase[ResponseFormatT]):
             _annotate(err, self._state)
             raise
         finally:
-            raw.close()
+            batches.close()
+            self._raw.close()
 
     def until_done(self) -> ChatCompletionStream[ResponseFormatT]:
         """Read the rest of the stream (events are dropped); returns the stream.
@@ -575,10 +599,11 @@ class ChatCompletionStream(_EventStreamBase[ResponseFormatT]):
             return self
         iterator = self._iter
         if iterator is None:
-            if self._raw._claimed:
-                raise self._abandoned()
-            self._raw._claim()
-            iterator = self._iter = self._events()
+            try:
+                batches = self._raw.iter_batches()
+            except StreamConsumedError:
+                raise self._abandoned() from None
+            iterator = self._iter = self._events(batches)
         for _ in iterator:
             pass
         if not self._done:
@@ -614,6 +639,15 @@ class ChatCompletionStream(_EventStreamBase[ResponseFormatT]):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def in_thread(
+    stream: AsyncChatCompletionStream[ResponseFormatT], portal: Portal
+) -> ChatCompletionStream[ResponseFormatT]:
+    """The synchronous event stream over the same request and state as ``stream``, an async
+    event stream not iterated yet whose request runs on ``portal``'s loop (the sync client's
+    ``stream(...)``)."""
+    return ChatCompletionStream(Stream(stream._raw, portal), stream._state)
 
 
 class AsyncChatCompletionStreamManager(Generic[ResponseFormatT]):

@@ -25,14 +25,14 @@ import pydantic
 from pydantic import BaseModel
 from reactivex import Observable
 
-from ._bridge import to_async_iterator
+from ._async_iter import to_async_iterator
 from ._flow import FLOW_GATE
-from ._parsing import to_strict_json_schema
 from ._sources import _Run, _task_observable
 from ._state import ChatCompletionStreamState
+from ._structured import to_strict_json_schema
 from .errors import IncompleteStreamError, RxChatError
 from .events import ChatCompletionStreamEvent
-from .operators._accumulate import with_completion
+from .operators._support import with_completion
 from .types import ChatCompletionChunk, ParsedChatCompletion, ParsedChatCompletionMessage
 
 __all__ = [
@@ -710,6 +710,11 @@ class AsyncToolRunner(_RunnerBase[ResponseFormatT]):
         self._iterator: Any = None
         self._started = False
 
+    @property
+    def started(self) -> bool:
+        """Whether the loop was started (by iterating) or closed: a runner runs once."""
+        return self._started
+
     def __aiter__(self) -> AsyncToolRunner[ResponseFormatT]:
         return self
 
@@ -761,14 +766,15 @@ class ToolRunner(_RunnerBase[ResponseFormatT]):
     threads); events reach the calling thread through a bounded queue.
     """
 
-    __slots__ = ("_async", "_bridge", "_portal", "_pump")
+    __slots__ = ("_async", "_bridge", "_closed", "_portal", "_pump")
 
     def __init__(self, runner: AsyncToolRunner[ResponseFormatT], portal: Any) -> None:
-        super().__init__(runner._messages)
+        super().__init__(runner.messages)
         self._async = runner
         self._portal = portal
         self._bridge: Any = None
         self._pump: asyncio.Task[None] | None = None
+        self._closed = False
 
     def __iter__(self) -> ToolRunner[ResponseFormatT]:
         return self
@@ -777,7 +783,7 @@ class ToolRunner(_RunnerBase[ResponseFormatT]):
         from ._portal import BatchBridge
 
         if self._bridge is None:
-            if self._async._started:
+            if self._closed or self._async.started:
                 raise StopIteration
             runner = self._async
 
@@ -815,7 +821,7 @@ class ToolRunner(_RunnerBase[ResponseFormatT]):
 
         if not self._portal.loop.is_closed():
             self._portal.call(stop)
-        self._async._started = True
+        self._closed = True
 
     def __enter__(self) -> ToolRunner[ResponseFormatT]:
         return self

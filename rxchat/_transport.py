@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from . import _retry
+from ._chunk_decoder import FEED_SIZE, ChunkDecoder
 from ._compat import (
     HTTP_PROCESSING_ERRORS,
     close_connector_now,
@@ -46,10 +47,10 @@ from ._compat import (
     take_buffered,
 )
 from ._config import DEFAULT_TIMEOUT, BaseURL, QueryValue, Timeout, is_credential_name
-from ._decode import FEED_SIZE, ChunkDecoder
 from ._inflate import ACCEPT_ENCODING, BodyReader, Inflater, body_reader
 from ._lifetime import abandon_session, exiting_loops, track_session
 from ._redact import Redactor
+from ._version import __version__
 from .errors import (
     APIConnectionError,
     APIError,
@@ -78,7 +79,7 @@ __all__ = [
 
 log = logging.getLogger("rxchat")
 
-_USER_AGENT = "rxchat/0.1.0"
+_USER_AGENT = f"rxchat/{__version__}"
 
 MAX_ERROR_BODY = 1 << 20
 """Bytes of an error body (4xx/5xx, or a JSON answer to a streamed request) read and kept."""

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Generic, Literal, TypeAlias, T
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from ._compat import set_fields_set, set_model_dict, set_model_extra, set_model_private, values_of
 from .types import ChatCompletionChunk, ChatCompletionTokenLogprob, ParsedChatCompletion
 
 __all__ = [
@@ -75,7 +76,7 @@ class _Event(BaseModel):
         if lazy is None:
             return
         _LAZY_SLOT.__set__(self, None)
-        values = self.__dict__
+        values = values_of(self)
         for name, (fn, arg) in lazy.items():
             values[name] = fn(arg)
         # keep the declared field order in dumps and reprs
@@ -88,7 +89,7 @@ class _Event(BaseModel):
             lazy = _get_lazy(self)
             if lazy is not None and name in lazy:
                 self._rx_resolve()
-                return self.__dict__[name]
+                return values_of(self)[name]
             return super().__getattr__(name)
 
     @model_serializer(mode="wrap")
@@ -125,10 +126,10 @@ class _Event(BaseModel):
 
 _LAZY_SLOT = _Event.__dict__["_rx_lazy"]
 _ORIGIN_SLOT = _Event.__dict__["_rx_origin"]
-_set_dict = BaseModel.__dict__["__dict__"].__set__
-_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
-_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
-_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+_set_dict = set_model_dict
+_set_fields = set_fields_set
+_set_extra = set_model_extra
+_set_private = set_model_private
 _new = object.__new__
 
 
@@ -361,7 +362,8 @@ _CHUNK_FIELDS = set(ChunkEvent.model_fields)
 
 
 def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> ChunkEvent:
-    """A chunk event whose snapshot is ``state._snapshot()``, read when first accessed."""
+    """A chunk event whose snapshot is ``state.current_completion_snapshot``, read when first
+    accessed."""
     event = _new(ChunkEvent)
     _set_dict(event, {"type": "chunk", "chunk": chunk, "choice_index": choice_index})
     _set_fields(event, _CHUNK_FIELDS)
@@ -373,4 +375,4 @@ def _build_chunk(chunk: ChatCompletionChunk, choice_index: int, state: Any) -> C
 
 
 def _live_snapshot(state: Any) -> Any:
-    return state._snapshot()
+    return state.current_completion_snapshot

@@ -4,7 +4,7 @@ Field names follow the OpenAI API. Every model keeps fields it does not know (``
 a server's additions (``reasoning_content``, ``prompt_filter_results``, ...) reach you unchanged.
 
 Chunks arrive thousands of times a second. The stream decoder builds them with a C reader
-(``rxchat._speedups``, see ``rxchat/_fastbuild.py``) that reads each payload's JSON once into
+(``rxchat._speedups``, see ``rxchat/_c_builder.py``) that reads each payload's JSON once into
 these models and leaves anything needing conversion or rejection to pydantic's
 ``validate_json``; the models are the same either way.
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "Annotation",
@@ -263,7 +263,7 @@ class ChatCompletionChunk(_Wire):
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> ChatCompletionChunk:
-        """Build a chunk from a decoded JSON payload (the dict is taken over, not copied).
+        """Build (validate) a chunk from a decoded JSON payload; the dict is left as it is.
 
         Raises:
             pydantic.ValidationError: the payload is not a chat-completion chunk.
@@ -457,8 +457,3 @@ class ParsedChatCompletion(ChatCompletion, Generic[ContentT]):
     """A completion whose messages carry ``parsed`` content and ``parsed_arguments``."""
 
     choices: list[ParsedChoice[ContentT]]  # type: ignore[assignment]
-
-
-def is_validation_error(err: BaseException) -> bool:
-    """True for pydantic's ValidationError (kept here so callers need not import pydantic)."""
-    return isinstance(err, ValidationError)

@@ -1,7 +1,8 @@
-"""rxchat._compat: every aiohttp internal rxchat relies on, checked against the installed aiohttp.
+"""rxchat._compat: every aiohttp, reactivex and pydantic internal rxchat relies on, checked
+against the installed versions.
 
-If one of these fails after an aiohttp upgrade, the matching function in ``rxchat/_compat.py``
-needs a new implementation; nothing else in rxchat touches aiohttp's internals.
+If one of these fails after an upgrade, the matching function in ``rxchat/_compat.py`` needs a
+new implementation; nothing else in rxchat touches those internals.
 """
 
 from __future__ import annotations
@@ -18,6 +19,119 @@ from rxchat import _compat
 
 def test_self_check_finds_every_internal() -> None:
     assert _compat.self_check() == []
+
+
+def test_self_check_reads_instance_attributes() -> None:
+    # aiohttp 3.10 keeps StreamReader._buffer in __dict__ (3.11+ in __slots__): the check
+    # must look at an instance, not at the class.
+    from aiohttp.client_proto import ResponseHandler
+
+    loop = asyncio.new_event_loop()
+    try:
+        reader = aiohttp.StreamReader(ResponseHandler(loop), 2**16, loop=loop)
+        reader.feed_data(b"xyz")
+        assert _compat.take_buffered(reader) == b"xyz"
+    finally:
+        loop.close()
+
+
+def test_connection_loss_is_watched_on_this_aiohttp() -> None:
+    # ResponseHandler.closed exists from aiohttp 3.12.x on; the test extra installs a newer one.
+    assert _compat.watches_connection_loss()
+
+
+def test_scheduler_loop_is_the_schedulers_loop() -> None:
+    from reactivex.scheduler.eventloop import AsyncIOScheduler, AsyncIOThreadSafeScheduler
+
+    loop = asyncio.new_event_loop()
+    try:
+        assert _compat.scheduler_loop(AsyncIOScheduler(loop)) is loop
+        assert _compat.scheduler_loop(AsyncIOThreadSafeScheduler(loop)) is loop
+    finally:
+        loop.close()
+
+
+def test_direct_on_next_is_the_wrapped_function() -> None:
+    import reactivex
+    from reactivex.observer import AutoDetachObserver
+
+    seen: list[int] = []
+    observer: AutoDetachObserver[int] = AutoDetachObserver(seen.append)
+    on_next, detach = _compat.direct_on_next(observer)
+    assert detach is observer and not detach.is_stopped
+    on_next(1)
+    observer.dispose()
+    assert detach.is_stopped  # the caller's check before each call
+    assert seen == [1]
+    # What subscribe hands a source is an AutoDetachObserver: the fast path is really taken.
+    handed: list[object] = []
+    reactivex.create(lambda obs, _: handed.append(obs)).subscribe(print)  # type: ignore[arg-type,func-returns-value]
+    assert type(handed[0]) is AutoDetachObserver
+    plain = reactivex.Subject[int]()
+    assert _compat.direct_on_next(plain) == (plain.on_next, None)
+
+
+def test_pydantic_instance_layout() -> None:
+    from rxchat.types import ChatCompletionChunk, ChoiceDelta
+
+    chunk = ChatCompletionChunk.from_wire(
+        {"id": "c", "choices": [{"index": 0, "delta": {"content": "a", "odd": 1}}], "x": 2}
+    )
+    delta = chunk.choices[0].delta
+    assert _compat.values_of(delta)["content"] == "a"
+    assert _compat.fields_set_of(delta) == {"content", "odd"}
+    assert _compat.set_fields_dump(delta) == delta.model_dump(exclude_unset=True)
+    _compat.set_field(delta, "refusal", "no")
+    _compat.extra_of(delta)["more"] = [1]
+    _compat.fields_set_of(delta).add("more")
+    assert delta.model_dump(exclude_unset=True) == {
+        "content": "a",
+        "refusal": "no",
+        "odd": 1,
+        "more": [1],
+    }
+    fresh = ChoiceDelta.model_construct()
+    assert fresh.__pydantic_extra__ is None or fresh.__pydantic_extra__ == {}
+    _compat.extra_of(fresh)["k"] = "v"
+    assert fresh.__pydantic_extra__ == {"k": "v"}
+    a, b = _compat.instance_state(chunk), _compat.instance_state(chunk.model_copy())
+    assert a[1:] == b[1:] and a[0] == b[0]
+
+
+def test_pydantic_slot_setters_build_an_unvalidated_instance() -> None:
+    from rxchat.types import ChoiceDelta
+
+    built = object.__new__(ChoiceDelta)
+    _compat.set_model_dict(built, {**ChoiceDelta().__dict__, "content": "hi"})
+    _compat.set_fields_set(built, {"content"})
+    _compat.set_model_extra(built, {})
+    _compat.set_model_private(built, None)
+    assert built == ChoiceDelta(content="hi")
+    assert built.model_dump(exclude_unset=True) == {"content": "hi"}
+
+
+def test_pydantic_retype_and_class_checks() -> None:
+    from pydantic import BaseModel, field_validator
+
+    from rxchat.types import ChatCompletionChunk
+
+    class Logged(ChatCompletionChunk):
+        pass
+
+    class Checked(BaseModel):
+        a: int
+
+        @field_validator("a")
+        @classmethod
+        def positive(cls, value: int) -> int:
+            return value
+
+    chunk = ChatCompletionChunk.from_wire({"id": "c", "choices": []})
+    _compat.retype(chunk, Logged, None)
+    assert type(chunk) is Logged and chunk.model_copy().id == "c"
+    assert _compat.plain_model_class(ChatCompletionChunk)
+    assert not _compat.plain_model_class(Checked)
+    assert _compat.json_validator(ChatCompletionChunk)('{"id":"c","choices":[]}').id == "c"
 
 
 @pytest.fixture

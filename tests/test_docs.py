@@ -1,9 +1,9 @@
 """The documentation is true: every ```python block runs, every link resolves, every page is reachable.
 
-Every ```python block of the README and of every page below docs/ (recursively) is a complete
-program — the examples start the embedded mock server themselves — and runs in a fresh
-interpreter, in a temporary directory, with warnings as errors, and must exit 0 within the time
-limit. Blocks that are deliberately not programs (signature listings, marble diagrams) use a
+Every ```python block of the README, of CONTRIBUTING.md and of every page below docs/
+(recursively) is a complete program — the examples start the embedded mock server themselves —
+and runs in a fresh interpreter, in a temporary directory, with warnings as errors, and must exit
+0 within the time limit. Blocks that are deliberately not programs (signature listings, marble diagrams) use a
 ```text or ```pycon fence instead.
 
 The blocks run in parallel on a few worker threads, every block still its own test. To save the
@@ -36,7 +36,7 @@ import rxchat.operators
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
-PAGES = [ROOT / "README.md", *sorted(DOCS.rglob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", *sorted(DOCS.rglob("*.md"))]
 LINKED_PAGES = [*PAGES, ROOT / "benchmarks" / "README.md"]
 
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -67,6 +67,23 @@ def test_star_imports_export_no_internal_helpers() -> None:
     assert rxchat.errors.status_error_class(429) is rxchat.RateLimitError  # internal, still there
 
 
+def test_the_version_is_written_once() -> None:
+    from importlib.metadata import version
+
+    from rxchat._transport import _USER_AGENT as user_agent
+    from rxchat._version import __version__
+
+    assert rxchat.__version__ == __version__ == version("rxchat")
+    assert user_agent == f"rxchat/{__version__}"
+    cli = subprocess.run(
+        [sys.executable, "-m", "rxchat", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert cli.stdout.strip() == f"rxchat {__version__}"
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    project = pyproject.split("[tool.")[0]
+    assert 'dynamic = ["version"]' in project and "\nversion =" not in project
+
+
 def test_license_is_mit_and_present() -> None:
     text = (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert text.startswith("MIT License") and "WITHOUT WARRANTY OF ANY KIND" in text
@@ -127,6 +144,7 @@ def test_the_sdist_is_a_complete_testable_source_tree(dists: tuple[Path, Path]) 
     for must in [
         "LICENSE",
         "README.md",
+        "CONTRIBUTING.md",
         "pyproject.toml",
         "setup.py",
         "rxchat/_speedups.c",
@@ -193,6 +211,7 @@ def test_the_wheel_ships_the_package_typed_and_licensed(dists: tuple[Path, Path]
     assert "rxchat._speedups.c" not in names and "rxchat/_speedups.c" not in names
     assert "rxchat = rxchat._cli:main" in entry_points
     assert "[pytest11]" in entry_points and "rxchat = pytest_rxchat" in entry_points
+    assert f"\nVersion: {rxchat.__version__}\n" in metadata  # pyproject reads rxchat/_version.py
 
 
 # -- typing for users -----------------------------------------------------------------------

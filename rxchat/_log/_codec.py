@@ -17,7 +17,8 @@ from typing import Any, Literal
 import orjson
 
 from .. import errors as _errors
-from .._fastbuild import build_chunks
+from .._c_builder import build_chunks
+from .._compat import json_validator
 from ..errors import RxChatError
 from ..types import ChatCompletion, ChatCompletionChunk
 from . import _errors as _log_errors
@@ -39,7 +40,7 @@ __all__ = [
 ]
 
 Fields = dict[bytes, bytes]
-_validate_json = ChatCompletionChunk.__pydantic_validator__.validate_json
+_validate_json = json_validator(ChatCompletionChunk)
 Terminal = Literal["completed", "error", "cancelled"]
 
 

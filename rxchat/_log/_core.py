@@ -10,7 +10,7 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, TypedDict, TypeVar, cast
+from typing import Any, Protocol, TypedDict, TypeVar, cast
 
 import orjson
 from reactivex import Observable, abc
@@ -18,7 +18,8 @@ from reactivex.disposable import Disposable
 from reactivex.scheduler.eventloop import AsyncIOScheduler
 from typing_extensions import Unpack
 
-from .._bridge import to_async_iterator
+from .._async_iter import to_async_iterator
+from .._compat import scheduler_loop
 from .._flow import FLOW_GATE, FlowGate
 from .._state import ChatCompletionStreamState
 from ..errors import RxChatError
@@ -215,7 +216,9 @@ class StreamLog:
         )
         if not created:
             raise StreamExistsError(f"a stream {sid!r} exists already", stream_id=sid)
-        producer = _Producer(self, sid, conversation_id, fields)
+        producer = _Producer(
+            self._backend, self.options, self._retry, self._forget, sid, conversation_id, fields
+        )
         self._producers[sid] = producer
         await self._retry(sid, lambda: self._backend.watch_cancels(sid, self._cancel_requested))
         self._ensure_heartbeat()
@@ -260,7 +263,7 @@ class StreamLog:
                     log.debug("stream log heartbeat failed, retrying: %s", err)
                     continue
                 for sid, producer in producers.items():
-                    producer._give_up(
+                    producer.give_up(
                         StreamLogUnavailableError(
                             f"the stream log was unreachable for {options['give_up_after']:g} s "
                             f"(stream {sid!r}): {err}",
@@ -304,7 +307,7 @@ class StreamLog:
         """
         sid = _check_stream_id(stream_id)
         position = _check_after(after)
-        return StreamReader(self, sid, position)
+        return StreamReader(self._read, sid, position)
 
     async def _read(self, stream_id: str, after: int, emit: Callable[[LoggedChunk], bool]) -> None:
         """Emit the stream's chunks after ``after``; return at a completed end, raise otherwise.
@@ -604,14 +607,19 @@ def _loads_meta(raw: str) -> dict[str, str]:
 # -- reading: an Observable that is also async-iterable --------------------------------------------
 
 
+_Follow = Callable[[str, int, Callable[[LoggedChunk], bool]], Awaitable[None]]
+"""What a :class:`StreamReader` reads with (the log's ``_read``): emit a stream's chunks after a
+position; ``emit`` returns False when the subscriber has gone."""
+
+
 class StreamReader(Observable[LoggedChunk]):
     """``log.read(...)``: an ``Observable[LoggedChunk]``; ``async for chunk in reader`` works too
     (a bounded bridge: the reader stops reading the log while the loop body is behind)."""
 
-    def __init__(self, log: StreamLog, stream_id: str, after: int) -> None:
+    def __init__(self, follow: _Follow, stream_id: str, after: int) -> None:
         self.stream_id = stream_id
         self.after = after
-        self._log = log
+        self._follow = follow
         super().__init__(self._subscribe_reader)
 
     def __aiter__(self) -> AsyncIterator[LoggedChunk]:
@@ -631,7 +639,7 @@ class StreamReader(Observable[LoggedChunk]):
 
         async def body() -> None:
             try:
-                await self._log._read(self.stream_id, self.after, emit)
+                await self._follow(self.stream_id, self.after, emit)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
@@ -663,7 +671,7 @@ class StreamReader(Observable[LoggedChunk]):
 
 def _loop_of(scheduler: abc.SchedulerBase | None) -> asyncio.AbstractEventLoop:
     if isinstance(scheduler, AsyncIOScheduler):
-        return scheduler._loop
+        return scheduler_loop(scheduler)
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
@@ -710,15 +718,38 @@ class StreamHandle:
         return f"StreamHandle({self.stream_id!r})"
 
 
+class _Retry(Protocol):
+    """:meth:`StreamLog._retry`, as the producers call it."""
+
+    def __call__(
+        self,
+        stream_id: str,
+        op: Callable[[], Awaitable[_T]],
+        *,
+        on_reconnect: Callable[[], Awaitable[None]] | None = None,
+        deadline: float | None = None,
+    ) -> Awaitable[_T]: ...
+
+
 class _Producer:
     """Subscribes the source, coalesces chunks into entries, writes them in order, then the
     terminal entry. At most one write is in flight; chunks that arrive meanwhile wait in
     ``pending`` (bounded)."""
 
     def __init__(
-        self, log: StreamLog, stream_id: str, conversation_id: str | None, meta: dict[str, str]
+        self,
+        backend: Backend,
+        options: LogOptions,
+        retry: _Retry,
+        forget: Callable[[_Producer], None],
+        stream_id: str,
+        conversation_id: str | None,
+        meta: dict[str, str],
     ) -> None:
-        self.log = log
+        self.backend = backend
+        self.options = options
+        self.retry = retry
+        self.forget = forget
         self.stream_id = stream_id
         self.conversation_id = conversation_id
         self.meta = meta
@@ -737,7 +768,6 @@ class _Producer:
         self.waiter: asyncio.Future[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
         self.finished: asyncio.Future[None] = self.loop.create_future()
-        options = log.options
         self.batch_size = options["batch_size"]
         self.interval = options["flush_interval"]
         self.max_buffered = options["max_buffered"]
@@ -797,7 +827,7 @@ class _Producer:
         if size >= self.max_buffered:
             self.gate.close()
             if size >= self.max_buffered + _READ_ALLOWANCE:
-                self._give_up(
+                self.give_up(
                     StreamLogUnavailableError(
                         f"stream {self.stream_id!r}: {size} chunks waited for the log to come back; "
                         "the source could not be paused (raise max_buffered)",
@@ -808,8 +838,7 @@ class _Producer:
             self._stop(
                 "error",
                 StreamLimitError(
-                    f"stream {self.stream_id!r} exceeded max_chunks="
-                    f"{self.log.options['max_chunks']}",
+                    f"stream {self.stream_id!r} exceeded max_chunks={self.options['max_chunks']}",
                     stream_id=self.stream_id,
                 ),
             )
@@ -837,7 +866,7 @@ class _Producer:
         self._dispose_source()
         self._wake()
 
-    def _give_up(self, error: StreamLogUnavailableError) -> None:
+    def give_up(self, error: StreamLogUnavailableError) -> None:
         self._stop("error", error)
         if not self.finished.done():
             self.finished.set_exception(error)
@@ -886,9 +915,9 @@ class _Producer:
                 self.finished.set_result(None)
         finally:
             self.ended_writing = True
-            self.log._forget(self)
+            self.forget(self)
             try:
-                await self.log._backend.unwatch_cancels(self.stream_id)
+                await self.backend.unwatch_cancels(self.stream_id)
             except Exception as err:  # the stream is over; a failed unsubscribe only logs
                 log.debug("unwatch_cancels(%r) failed: %s", self.stream_id, err)
 
@@ -921,8 +950,8 @@ class _Producer:
         first = self.written + 1
         last = self.written + len(batch)
         fields = encode_chunks(first, batch)
-        backend = self.log._backend
-        result = await self.log._retry(
+        backend = self.backend
+        result = await self.retry(
             self.stream_id,
             lambda: backend.append(self.stream_id, last, fields),
             on_reconnect=self._renew,
@@ -932,11 +961,11 @@ class _Producer:
             await self._lost()
             return
         self.bytes += len(fields[b"d"])
-        if self.bytes > self.log.options["max_bytes"]:
+        if self.bytes > self.options["max_bytes"]:
             self._stop(
                 "error",
                 StreamLimitError(
-                    f"stream {self.stream_id!r} exceeded max_bytes={self.log.options['max_bytes']}",
+                    f"stream {self.stream_id!r} exceeded max_bytes={self.options['max_bytes']}",
                     stream_id=self.stream_id,
                 ),
             )
@@ -944,8 +973,8 @@ class _Producer:
 
     async def _renew(self) -> None:
         """After a reconnect: renew the lease at once (readers give a reconnect a lease's grace)."""
-        options = self.log.options
-        await self.log._backend.heartbeat(
+        options = self.options
+        await self.backend.heartbeat(
             [self.stream_id],
             {} if self.conversation_id is None else {self.stream_id: self.conversation_id},
             lease=options["lease"],
@@ -956,11 +985,11 @@ class _Producer:
         """The server lost the stream's earlier entries (a restart without its data): the
         stream can no longer be read whole. Recreate its meta, so that readers find it and get
         the typed error, and end it with StreamDataLostError."""
-        options = self.log.options
+        options = self.options
         log.warning("stream %r: the log's server lost its data; ending it", self.stream_id)
-        await self.log._retry(
+        await self.retry(
             self.stream_id,
-            lambda: self.log._backend.create(
+            lambda: self.backend.create(
                 self.stream_id,
                 {**self.meta, "data_lost": "1"},
                 conversation_id=self.conversation_id,
@@ -986,8 +1015,8 @@ class _Producer:
         if error is not None:
             meta["error_type"] = type(error).__name__
             meta["error_message"] = str(getattr(error, "message", None) or error)
-        backend = self.log._backend
-        await self.log._retry(
+        backend = self.backend
+        await self.retry(
             self.stream_id,
             lambda: backend.finish(
                 self.stream_id,
@@ -995,7 +1024,7 @@ class _Producer:
                 fields,
                 meta,
                 conversation_id=self.conversation_id,
-                ttl=self.log.options["ttl"],
+                ttl=self.options["ttl"],
             ),
             on_reconnect=self._renew,
         )

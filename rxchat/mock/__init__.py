@@ -67,9 +67,9 @@ on their own thread, with answers and faults scripted per request (``server.scri
 
 from ._app import create_app
 from ._options import MockOptions, OptionError
+from ._records import DisconnectRecord, MockState, RequestRecord, StreamRecord
 from ._schema import SchemaError, generate_instance
 from ._server import MockServer, ServerURL, run, serve
-from ._state import DisconnectRecord, MockState, RequestRecord, StreamRecord
 from ._threaded import ThreadedMockServer, ThreadedServerURL, serve_in_thread
 
 __all__ = [

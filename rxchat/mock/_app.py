@@ -13,8 +13,8 @@ from aiohttp import web
 
 from ._options import MockOptions, OptionError, parse_options, split_model
 from ._plan import CREATED, Plan, RequestError, build_plan
+from ._records import MockState, RequestRecord
 from ._script import SCRIPTED_OPTIONS
-from ._state import MockState, RequestRecord, StreamRecord
 from ._stream import ClientGone, completion_body, write_stream
 
 __all__ = ["STATE_KEY", "create_app", "current_request_id"]
@@ -109,8 +109,7 @@ async def _middleware(request: web.Request, handler: Handler) -> web.StreamRespo
         except orjson.JSONDecodeError:
             body = None
     headers = {k: v for k, v in request.headers.items() if k.lower() not in _SECRET_HEADERS}
-    state.requests.append(RequestRecord(rid, request.method, request.path, body, headers))
-    state._notify()
+    state.add_request(RequestRecord(rid, request.method, request.path, body, headers))
     extra = {"x-request-id": rid}
     api_key: str | None = config["api_key"]
     if api_key is not None:
@@ -241,10 +240,7 @@ async def _stream(
             "x-request-id": rid,
         },
     )
-    rec = StreamRecord(rid, plan.choices, _state=state)
-    state.streams.append(rec)
-    state.active_streams += 1
-    state._notify()
+    rec = state.start_stream(rid, plan.choices)
     try:
         await resp.prepare(request)
         await write_stream(request, resp, plan, rec, state, delay)
@@ -254,8 +250,7 @@ async def _stream(
         rec.finish("disconnected")
         raise
     finally:
-        state.active_streams -= 1
-        state._notify()
+        state.end_stream(rec)
     return resp
 
 

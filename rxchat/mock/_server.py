@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ._app import create_app
 from ._options import MockOptions
-from ._state import DisconnectRecord, MockState, RequestRecord, StreamRecord
+from ._records import DisconnectRecord, MockState, RequestRecord, StreamRecord
 
 __all__ = ["MockServer", "ServerURL", "run", "serve"]
 

@@ -15,7 +15,7 @@ from ._plan import CREATED, SYSTEM_FINGERPRINT, ChoicePlan, Plan, logprob_entry
 from ._providers import reshape_body, reshape_frames
 
 if TYPE_CHECKING:
-    from ._state import MockState, StreamRecord
+    from ._records import MockState, StreamRecord
 
 __all__ = ["DONE", "FrameEncoder", "completion_body", "iter_frames", "write_stream"]
 

@@ -16,9 +16,9 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from ._options import MockOptions
+from ._records import DisconnectRecord, MockState, RequestRecord, StreamRecord
 from ._script import Answer, Script
 from ._server import MockServer
-from ._state import DisconnectRecord, MockState, RequestRecord, StreamRecord
 
 __all__ = ["ThreadedMockServer", "ThreadedServerURL", "serve_in_thread"]
 

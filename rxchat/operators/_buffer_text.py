@@ -11,7 +11,7 @@ from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
 
 from ..types import ChatCompletionChunk
-from ._timeouts import time_scheduler
+from ._support import check_seconds, time_scheduler
 
 __all__ = ["buffer_text"]
 
@@ -126,11 +126,7 @@ def buffer_text(
         return _by_text(lambda: _SeparatorSplitter(sep, keepends, strip_cr=False))
     if keepends:
         raise TypeError("buffer_text: keepends= applies to by= and separator= only")
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(f"buffer_text: seconds must be a number, not {seconds!r}")
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"buffer_text: seconds must be finite and > 0, not {seconds!r}")
-    return _by_time(float(seconds), scheduler)
+    return _by_time(check_seconds("buffer_text", seconds), scheduler)
 
 
 def _by_time(

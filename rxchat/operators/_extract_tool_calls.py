@@ -7,9 +7,9 @@ from typing import Any
 
 from reactivex import Observable
 
-from .._parsing import ToolSet
+from .._structured import ToolSet
 from ..events import ChatCompletionStreamEvent
-from ._accumulate import KEEP, rederive
+from ._support import KEEP, rederive
 
 __all__ = ["extract_tool_calls"]
 

@@ -10,7 +10,7 @@ from reactivex import Observable, abc
 from ..errors import IncompleteStreamError
 from ..events import ParsedStreamEvent
 from ..types import ChatCompletionChunk, ParsedChatCompletion
-from ._accumulate import StateFollower, with_completion
+from ._support import StateFollower, with_completion
 
 __all__ = ["FinalCompletionOperator", "final_completion"]
 

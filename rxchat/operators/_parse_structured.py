@@ -7,9 +7,9 @@ from typing import Any, TypeVar, overload
 
 from reactivex import Observable
 
-from .._parsing import ContentFormat
+from .._structured import ContentFormat
 from ..events import ParsedStreamEvent
-from ._accumulate import KEEP, rederive
+from ._support import KEEP, rederive
 
 __all__ = ["parse_structured"]
 

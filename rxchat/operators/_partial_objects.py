@@ -8,7 +8,7 @@ from typing import Any
 from reactivex import Observable, abc
 
 from .._partial import ModelT, Partial, PartialObjectParser
-from ._accumulate import StateFollower, with_completion
+from ._support import StateFollower, with_completion
 
 __all__ = ["partial_objects"]
 

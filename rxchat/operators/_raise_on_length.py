@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from reactivex import Observable, abc
 
 from .._state import ChatCompletionStreamState
 from ..errors import ContentFilterFinishReasonError, LengthFinishReasonError
-from ..events import ChunkEvent, _Event
 from ..types import ChatCompletionChunk
-from ._accumulate import state_of, with_completion
+from ._support import CHUNK, CHUNK_EVENT, as_chunk, kind_of, state_of, with_completion
 
 __all__ = ["raise_on_length"]
 
@@ -73,27 +72,25 @@ def raise_on_length(*, content_filter: bool = False) -> Callable[[_ObservableT],
                 if stopped:
                     return
                 chunk: ChatCompletionChunk | None = None
-                if isinstance(item, ChunkEvent):
-                    chunk = item.chunk
+                try:
+                    kind = kind_of(item, "raise_on_length")
+                except TypeError as err:
+                    stopped = True
+                    observer.on_error(err)
+                    return
+                if kind == CHUNK_EVENT:
+                    chunk = item.chunk  # type: ignore[attr-defined]
                     state = state_of(item) or state
-                elif isinstance(item, ChatCompletionChunk | Mapping):
+                elif kind == CHUNK:
                     if own is None:
                         own = state = ChatCompletionStreamState()
                     try:
-                        chunk = _as_chunk(item)
+                        chunk = as_chunk(item)
                         own.handle_chunk(chunk)
                     except Exception as err:
                         stopped = True
                         observer.on_error(with_completion(err, own))
                         return
-                elif not isinstance(item, _Event):
-                    stopped = True
-                    observer.on_error(
-                        TypeError(
-                            f"raise_on_length() expects events or chunks, got {type(item).__name__}"
-                        )
-                    )
-                    return
                 if chunk is not None:
                     if chunk.object != "chat.completion.chunk":
                         observer.on_next(item)
@@ -125,9 +122,3 @@ def raise_on_length(*, content_filter: bool = False) -> Callable[[_ObservableT],
         return Observable(subscribe)
 
     return cast(Callable[[_ObservableT], _ObservableT], _raise_on_length)
-
-
-def _as_chunk(item: Any) -> ChatCompletionChunk:
-    if isinstance(item, ChatCompletionChunk):
-        return item
-    return ChatCompletionChunk.model_validate(item)  # validates a copy: the item stays as sent

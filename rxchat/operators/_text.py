@@ -8,7 +8,7 @@ from typing import Any
 from reactivex import Observable, abc
 
 from ..events import ContentDeltaEvent, _Event
-from ..types import ChatCompletionChunk
+from ._support import as_chunk, kind_of
 
 __all__ = ["text"]
 
@@ -17,7 +17,8 @@ def text(choice_index: int = 0) -> Callable[[Observable[Any]], Observable[str]]:
     """The content of a choice as ``str`` deltas, in order (empty deltas left out).
 
     Works on events (``content.delta``; other events are skipped) and directly on chunks
-    (``delta.content``), so ``chunks.pipe(ops.text())`` needs no accumulation.
+    (``delta.content`` of a ``ChatCompletionChunk`` or a chunk dict), so
+    ``chunks.pipe(ops.text())`` needs no accumulation.
 
     ::
 
@@ -57,16 +58,20 @@ def text(choice_index: int = 0) -> Callable[[Observable[Any]], Observable[str]]:
                     delta = item.delta
                     if delta and item.choice_index == choice_index:
                         observer.on_next(delta)
-                elif isinstance(item, ChatCompletionChunk):
-                    for choice in item.choices:
-                        content = choice.delta.content
-                        if content and choice.index == choice_index:
-                            observer.on_next(content)
-                elif not isinstance(item, _Event):
+                    return
+                if isinstance(item, _Event):
+                    return  # another event: no new text (checked first: the hot path)
+                try:
+                    kind_of(item, "text")  # a chunk, or the TypeError for anything else
+                    chunk = as_chunk(item)
+                except Exception as err:
                     stopped = True
-                    observer.on_error(
-                        TypeError(f"text() expects events or chunks, got {type(item).__name__}")
-                    )
+                    observer.on_error(err)
+                    return
+                for choice in chunk.choices:
+                    content = choice.delta.content
+                    if content and choice.index == choice_index:
+                        observer.on_next(content)
 
             return source.subscribe(
                 on_next, observer.on_error, observer.on_completed, scheduler=scheduler

@@ -2,73 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import math
 import threading
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, TypeVar, cast
 
 from reactivex import Observable, abc
 from reactivex.disposable import CompositeDisposable, SerialDisposable, SingleAssignmentDisposable
-from reactivex.scheduler import CurrentThreadScheduler, ImmediateScheduler
-from reactivex.scheduler.eventloop import AsyncIOScheduler
 
 from ..errors import APITimeoutError, FirstChunkTimeoutError, IdleTimeoutError
+from ._support import check_seconds, clock_of, time_scheduler
 
-__all__ = ["first_chunk_timeout", "idle_timeout", "time_scheduler"]
+__all__ = ["first_chunk_timeout", "idle_timeout"]
 
 _T = TypeVar("_T")
 # Generic over the Observable (not its items): mypy then chains it with generic operators.
 _ObservableT = TypeVar("_ObservableT", bound=Observable[Any])
-
-
-def time_scheduler(
-    scheduler: abc.SchedulerBase | None, subscribe_scheduler: abc.SchedulerBase | None
-) -> abc.SchedulerBase:
-    """The scheduler for an operator's timers.
-
-    The operator's own ``scheduler=``, else the one given to ``subscribe`` (unless it is a
-    trampoline, whose relative timers would block), else an ``AsyncIOScheduler`` on the running
-    loop — never a thread pool, so callbacks stay on the loop that reads the socket.
-    """
-    if scheduler is not None:
-        return scheduler
-    if subscribe_scheduler is not None and not isinstance(
-        subscribe_scheduler, CurrentThreadScheduler | ImmediateScheduler
-    ):
-        return subscribe_scheduler
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(
-            "this rxchat operator needs a timer: subscribe inside a running asyncio loop, or "
-            "pass scheduler= (an AsyncIOScheduler, or a TestScheduler in tests)"
-        ) from None
-    return AsyncIOScheduler(loop)
-
-
-def clock_of(scheduler: abc.SchedulerBase) -> Callable[[], float]:
-    """A cheap seconds clock that agrees with the scheduler's relative timers."""
-    if isinstance(scheduler, AsyncIOScheduler):
-        return scheduler._loop.time
-    clock = getattr(scheduler, "clock", None)
-    if isinstance(clock, int | float):  # virtual time (TestScheduler): read it live
-        return lambda: float(scheduler.clock)  # type: ignore[attr-defined]
-
-    def now() -> float:
-        value: datetime = scheduler.now
-        return value.timestamp()
-
-    return now
-
-
-def _check_seconds(name: str, seconds: float) -> float:
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TypeError(f"{name}: seconds must be a number, not {seconds!r}")
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{name}: seconds must be finite and > 0, not {seconds!r}")
-    return float(seconds)
 
 
 def idle_timeout(
@@ -116,8 +64,8 @@ def idle_timeout(
 
     >>> chunks.pipe(ops.idle_timeout(10, first=60))  # doctest: +SKIP
     """
-    limit = _check_seconds("idle_timeout", seconds)
-    first_limit = limit if first is None else _check_seconds("idle_timeout(first=)", first)
+    limit = check_seconds("idle_timeout", seconds)
+    first_limit = limit if first is None else check_seconds("idle_timeout(first=)", first)
 
     def make_error(count: int) -> APITimeoutError:
         if count == 0:
@@ -161,7 +109,7 @@ def first_chunk_timeout(
 
     >>> chunks.pipe(ops.first_chunk_timeout(60))  # doctest: +SKIP
     """
-    limit = _check_seconds("first_chunk_timeout", seconds)
+    limit = check_seconds("first_chunk_timeout", seconds)
 
     def make_error(count: int) -> APITimeoutError:
         return FirstChunkTimeoutError(f"no output within {limit:g} s of the request")

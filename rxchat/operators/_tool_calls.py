@@ -9,7 +9,7 @@ from reactivex import Observable, abc
 
 from ..events import FunctionToolCallArgumentsDoneEvent
 from ..types import ParsedFunctionToolCall
-from ._accumulate import StateFollower, with_completion
+from ._support import StateFollower, with_completion
 
 __all__ = ["tool_calls"]
 
@@ -63,7 +63,7 @@ def tool_calls() -> Callable[[Observable[Any]], Observable[ParsedFunctionToolCal
                     if done and state is None:
                         raise TypeError("tool_calls() got a tool-call event before any chunk event")
                     calls = [
-                        state._completed_tool_call(event.choice_index, event.index)  # type: ignore[union-attr]
+                        state.completed_tool_call(event.choice_index, event.index)  # type: ignore[union-attr]
                         for event in done
                     ]
                 except Exception as err:

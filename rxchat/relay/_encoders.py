@@ -26,6 +26,7 @@ import pydantic
 from pydantic import BaseModel
 
 from .. import events as ev
+from .._compat import values_of
 from .._state import ChatCompletionStreamState
 from ..errors import APIStatusError
 from ..types import ChatCompletionChunk
@@ -192,8 +193,8 @@ _NOT_SET = object()
 
 
 def _deferred(event: Any, name: str) -> Any:
-    # A value computed at build time is in __dict__; a deferred one is computed on first read.
-    value = event.__dict__.get(name, _NOT_SET)
+    # A value computed at build time is in the field values; a deferred one is computed on first read.
+    value = values_of(event).get(name, _NOT_SET)
     return getattr(event, name) if value is _NOT_SET else value
 
 
@@ -286,7 +287,7 @@ class EventsEncoder(Encoder):
 
     def _event(self, event: Any) -> list[Message]:
         kind = event.type
-        if kind == "content.delta" and event.__dict__.get("parsed", _NOT_SET) is None:
+        if kind == "content.delta" and values_of(event).get("parsed", _NOT_SET) is None:
             # the event of nearly every chunk of a text answer: written directly
             data = b'{"type":"content.delta","delta":%s,"choice_index":%d}' % (
                 orjson.dumps(event.delta),

@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 
 from .._client_async import AsyncClient
 from .._log import MemoryStreamLog, StreamLog, StreamNotFoundError
-from .._parsing import pydantic_function_tool, type_to_response_format_param
+from .._structured import pydantic_function_tool, type_to_response_format_param
 from ._aiohttp import aiohttp_response
 from ._api import stop
 from ._encoders import Format

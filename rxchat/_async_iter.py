@@ -1,4 +1,7 @@
-"""A bounded bridge from an Observable into ``async for``."""
+"""A bounded bridge from an Observable into ``async for`` (:func:`to_async_iterator`).
+
+Not the thread bridge of the sync client: that is :class:`rxchat._portal.BatchBridge`.
+"""
 
 from __future__ import annotations
 

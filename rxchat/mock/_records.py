@@ -1,4 +1,5 @@
-"""Observable server state: request log, stream outcomes, fault counters."""
+"""What the mock server records (:class:`MockState`): request log, stream outcomes, fault
+counters. Not the stream state of the client side (:mod:`rxchat._state`)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ class StreamRecord:
         if self._state is not None:
             if not self._state.record_texts:
                 self._choices = None
-            self._state._notify()
+            self._state.notify()
 
     @property
     def texts(self) -> list[str]:
@@ -134,7 +135,27 @@ class MockState:
                 return s
         raise KeyError(request_id)
 
-    def _notify(self) -> None:
+    def add_request(self, record: RequestRecord) -> None:
+        """Record a request (the app calls it for each request it receives)."""
+        self.requests.append(record)
+        self.notify()
+
+    def start_stream(self, request_id: str, choices: list[Any] | None) -> StreamRecord:
+        """Record a stream that begins (``choices``: the planned choices, for ``texts``)."""
+        record = StreamRecord(request_id, choices, _state=self)
+        self.streams.append(record)
+        self.active_streams += 1
+        self.notify()
+        return record
+
+    def end_stream(self, record: StreamRecord) -> None:
+        """Record that the handler of a stream returned (its outcome is set by ``finish``)."""
+        self.active_streams -= 1
+        self.notify()
+
+    def notify(self) -> None:
+        """Wake the :meth:`wait_for` callers so they check their condition again (call it after
+        changing the state outside the recording methods)."""
         waiters, self._waiters = self._waiters, []
         for fut in waiters:
             if not fut.done():
