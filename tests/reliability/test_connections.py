@@ -167,7 +167,8 @@ async def test_reused_connection_failing_after_the_status_line_is_not_resent() -
                 async for _ in stream:
                     pass
         assert len(server.requests) == 2  # never sent a third time
-        assert "400" not in str(info.value)
+        # No parser status in the text (the URL's port may contain "400": left out).
+        assert "400" not in str(info.value).replace(server.url, "")
 
 
 # -- a 2xx answer is never sent twice (issue 10, item 11) --------------------------------------
@@ -345,7 +346,7 @@ async def test_malformed_chunked_body(parser: str, bad: bytes) -> None:
         elapsed = time.perf_counter() - start
     assert got == ["a", "b", "c"]
     assert elapsed < 2.0 + AT_ONCE  # within the read timeout
-    message = str(info.value)
+    message = str(info.value).replace(server.url, "")  # its port may contain "400"
     assert "400" not in message and "message=" not in message, message
 
 
