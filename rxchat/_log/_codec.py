@@ -63,10 +63,17 @@ def encode_chunk(chunk: ChatCompletionChunk) -> bytes:
     return orjson.dumps(chunk, default=plain)
 
 
-def encode_chunks(first: int, payloads: list[bytes]) -> Fields:
-    """One chunk entry of encoded chunks (the caller adds it under id
-    ``first + len(payloads) - 1``)."""
-    return {b"t": b"c", b"f": b"%d" % first, b"d": b"\n".join(payloads)}
+def encode_chunks(first: int, payloads: list[str]) -> Fields:
+    """One chunk entry of chunks' JSON texts (the caller adds it under id
+    ``first + len(payloads) - 1``).
+
+    A text as received may hold newlines (an SSE event of several ``data`` lines). In a JSON text
+    that parsed (every chunk did) they can only be whitespace between tokens — a string holds
+    ``\\n``, never a raw newline — so they become spaces: the same JSON, one chunk per line."""
+    data = "\n".join(payloads)
+    if data.count("\n") != len(payloads) - 1:
+        data = "\n".join(text.replace("\n", " ") for text in payloads)
+    return {b"t": b"c", b"f": b"%d" % first, b"d": data.encode()}
 
 
 def encode_end(status: Terminal, total: int, error: BaseException | None = None) -> Fields:

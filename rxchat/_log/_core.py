@@ -20,6 +20,7 @@ from typing_extensions import Unpack
 
 from .._bridge import to_async_iterator
 from .._flow import FLOW_GATE, FlowGate
+from .._sources import ChunkSource
 from .._state import ChatCompletionStreamState
 from ..errors import RxChatError
 from ..types import ChatCompletion, ChatCompletionChunk
@@ -29,6 +30,7 @@ from ._codec import (
     EndEntry,
     Terminal,
     decode_entry,
+    encode_chunk,
     encode_chunks,
     encode_end,
     error_from_json,
@@ -723,9 +725,11 @@ class _Producer:
         self.conversation_id = conversation_id
         self.meta = meta
         self.loop = asyncio.get_running_loop()
-        # Encoded at once: a chunk model kept until the flush would survive garbage-collector
-        # passes (measured: the whole source's CPU again); bytes are not tracked.
-        self.pending: list[bytes] = []
+        # JSON texts, taken at once: a chunk model kept until the flush would survive
+        # garbage-collector passes (measured: the whole source's CPU again); strings are not
+        # tracked. From rxchat's network sources they are the payloads as received; other
+        # sources' chunks are encoded here.
+        self.pending: list[str] = []
         self.pending_since = 0.0
         self.written = 0  # position of the last chunk written
         self.received = 0
@@ -746,14 +750,25 @@ class _Producer:
     def start(self, source: Observable[Any]) -> None:
         self.task = self.loop.create_task(self._run())
         token = FLOW_GATE.set(self.gate)  # a network source pauses while the log is unreachable
+        scheduler = AsyncIOScheduler(self.loop)
         try:
-            subscription = contextvars.copy_context().run(
-                source.subscribe,
-                self.on_next,
-                self.on_error,
-                self.on_completed,
-                scheduler=AsyncIOScheduler(self.loop),
-            )
+            if isinstance(source, ChunkSource):
+                # Whole reads with the JSON texts the server sent: nothing to encode again.
+                subscription = contextvars.copy_context().run(
+                    source.subscribe_batches,
+                    self.on_batch,
+                    self.on_error,
+                    self.on_completed,
+                    scheduler=scheduler,
+                )
+            else:
+                subscription = contextvars.copy_context().run(
+                    source.subscribe,
+                    self.on_next,
+                    self.on_error,
+                    self.on_completed,
+                    scheduler=scheduler,
+                )
         except Exception as err:  # subscribe itself failed
             self.on_error(err)
             return
@@ -781,9 +796,12 @@ class _Producer:
                 )
                 return
         try:
-            payload = _dumps(item, default=plain)  # encode_chunk(item), one call less per chunk
+            payload = _dumps(item, default=plain).decode()  # encode_chunk(item), inlined
         except (TypeError, ValueError) as err:  # orjson.JSONEncodeError is a TypeError
             self._stop("error", TypeError(f"a chunk that cannot be logged as JSON: {err}"))
+            return
+        if self.received >= self.max_chunks:
+            self._over_limit()
             return
         pending = self.pending
         pending.append(payload)
@@ -792,7 +810,47 @@ class _Producer:
         if size == 1:
             self.pending_since = self.loop.time()
             self._wake()
-        elif size == self.batch_size:
+        elif size >= self.batch_size:
+            self._added(False)
+
+    def on_batch(self, chunks: list[ChatCompletionChunk], payloads: list[str | None] | None) -> None:
+        """A read's chunks from an rxchat network source, with the JSON texts they were read
+        from (``ChunkSource.subscribe_batches``)."""
+        if self.end is not None:
+            return
+        if payloads is None or len(payloads) != len(chunks) or None in payloads:
+            try:
+                texts = [
+                    text if payloads is not None and (text := payloads[i]) is not None
+                    else encode_chunk(chunk).decode()
+                    for i, chunk in enumerate(chunks)
+                ]  # fmt: skip
+            except (TypeError, ValueError) as err:
+                self._stop("error", TypeError(f"a chunk that cannot be logged as JSON: {err}"))
+                return
+        else:
+            texts = cast("list[str]", payloads)
+        room = self.max_chunks - self.received
+        over = len(texts) > room
+        if over:
+            texts = texts[:room]
+        pending = self.pending
+        was_empty = not pending
+        pending += texts
+        self.received += len(texts)
+        if texts:
+            self._added(was_empty)
+        if over:
+            self._over_limit()
+
+    def _added(self, was_empty: bool) -> None:
+        """Chunks were added to ``pending``: start the flush clock, wake the writer on a full
+        batch, pause the source (or give up) past ``max_buffered``."""
+        size = len(self.pending)
+        if was_empty:
+            self.pending_since = self.loop.time()
+            self._wake()
+        elif size >= self.batch_size:
             self._wake()
         if size >= self.max_buffered:
             self.gate.close()
@@ -804,16 +862,15 @@ class _Producer:
                         stream_id=self.stream_id,
                     )
                 )
-        if self.received > self.max_chunks:
-            self._stop(
-                "error",
-                StreamLimitError(
-                    f"stream {self.stream_id!r} exceeded max_chunks="
-                    f"{self.log.options['max_chunks']}",
-                    stream_id=self.stream_id,
-                ),
-            )
-            pending.pop()  # the chunk past the limit is not logged
+
+    def _over_limit(self) -> None:
+        self._stop(
+            "error",
+            StreamLimitError(
+                f"stream {self.stream_id!r} exceeded max_chunks={self.log.options['max_chunks']}",
+                stream_id=self.stream_id,
+            ),
+        )
 
     def on_error(self, error: Exception) -> None:
         if self.end is None:
@@ -917,7 +974,7 @@ class _Producer:
             else:
                 await self._sleep(None)
 
-    async def _write_chunks(self, batch: list[bytes]) -> None:
+    async def _write_chunks(self, batch: list[str]) -> None:
         first = self.written + 1
         last = self.written + len(batch)
         fields = encode_chunks(first, batch)
