@@ -63,6 +63,48 @@ end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'lost' end
 return 'added'
 """
+# Catch-up: the entries from ARGV[1] on (at most ARGV[2] of them, and about ARGV[3] bytes of chunk
+# data), with every run of consecutive chunk entries merged into one, so that the reply is a few
+# large strings instead of ~9 RESP items per entry (redis-py parses each one in Python). A chunk
+# run is {'c', first position, last position, the lines}; any other entry comes as it is stored,
+# {'x', id, field, value, ...}. A gap between two chunk entries starts a new run, so the reader's
+# gap check sees it.
+_RANGE = r"""
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local limit = tonumber(ARGV[3])
+local out, parts, np, first, last, size = {}, nil, 0, 0, 0, 0
+for i = 1, #entries do
+  local id, fields = entries[i][1], entries[i][2]
+  local f = nil
+  -- A chunk entry as rxchat writes it: t=c f=FIRST d=LINES, in this order, id "LAST-0".
+  if #fields == 6 and fields[2] == 'c' and fields[1] == 't' and fields[3] == 'f'
+      and fields[5] == 'd' and string.byte(id, -2) == 45 and string.byte(id, -1) == 48 then
+    f = tonumber(fields[4])
+  end
+  if f then
+    if parts and f ~= last + 1 then
+      out[#out + 1] = {'c', first, last, table.concat(parts, '\n', 1, np)}
+      parts = nil
+    end
+    if not parts then parts, np, first, size = {}, 0, f, 0 end
+    local d = fields[6]
+    np = np + 1
+    parts[np] = d
+    last = tonumber(string.sub(id, 1, -3))
+    size = size + #d
+    if size >= limit then break end
+  else
+    if parts then
+      out[#out + 1] = {'c', first, last, table.concat(parts, '\n', 1, np)}
+      parts = nil
+    end
+    out[#out + 1] = {'x', id, unpack(fields)}
+  end
+end
+if parts then out[#out + 1] = {'c', first, last, table.concat(parts, '\n', 1, np)} end
+return out
+"""
+_RANGE_BYTES = 1 << 20  # chunk data per catch-up reply, about
 # Drop a conversation's pointer only if it still points at this stream.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -87,6 +129,14 @@ def _entry_id(raw: bytes | str) -> int:
     return int(ms)
 
 
+def _ranged(item: list[Any]) -> tuple[int, dict[bytes, bytes]]:
+    """One item of the catch-up script's reply, as an entry."""
+    if item[0] == b"c":
+        return int(item[2]), {b"t": b"c", b"f": b"%d" % int(item[1]), b"d": item[3]}
+    fields = item[2:]
+    return _entry_id(item[1]), dict(zip(fields[::2], fields[1::2], strict=True))
+
+
 class _RedisBackend(Backend):
     connection_errors = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -97,6 +147,7 @@ class _RedisBackend(Backend):
         self._create = client.register_script(_CREATE)
         self._append = client.register_script(_APPEND)
         self._release = client.register_script(_RELEASE)
+        self._range = client.register_script(_RANGE)
         self._cancel = client.register_script(_CANCEL)
         self._watchers: dict[str, Callable[[str], None]] = {}
         self._listener: asyncio.Task[None] | None = None
@@ -178,11 +229,11 @@ class _RedisBackend(Backend):
         self, stream_id: str, after: int, count: int, block: float | None
     ) -> list[tuple[int, dict[bytes, bytes]]]:
         key = self._key(stream_id, "log")
-        reply: Any = await self.client.xread(
-            {key: f"{after}-0"},
-            count=count,
-            block=None if block is None else _ms(block),
-        )
+        if block is None:
+            # Entry ids are "N-0": the entries after N are those from N+1 on.
+            reply: Any = await self._range(keys=[key], args=[f"{after + 1}-0", count, _RANGE_BYTES])
+            return [_ranged(item) for item in reply]
+        reply = await self.client.xread({key: f"{after}-0"}, count=count, block=_ms(block))
         if not reply:
             return []
         # RESP2: [[key, [(id, fields), ...]]]; RESP3: {key: [[(id, fields), ...]]}

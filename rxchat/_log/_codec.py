@@ -11,6 +11,7 @@ A stream is a sequence of entries, each a map of short fields:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ __all__ = [
 
 Fields = dict[bytes, bytes]
 _validate_json = ChatCompletionChunk.__pydantic_validator__.validate_json
+_SLICE = 32
 Terminal = Literal["completed", "error", "cancelled"]
 
 
@@ -98,11 +100,15 @@ def decode_entry(entry_id: int, fields: dict[bytes, bytes]) -> ChunkEntry | EndE
     raise ValueError(f"not an rxchat log entry: {sorted(fields)!r}")
 
 
-def load_chunks(entry: ChunkEntry, stream_id: str, after: int) -> list[LoggedChunk]:
+def load_chunks(entry: ChunkEntry, stream_id: str, after: int) -> Iterator[LoggedChunk]:
     """The entry's chunks past position ``after``, each told its position.
 
+    Built a slice at a time (``_SLICE`` chunks): a whole entry's models alive at once would
+    survive garbage-collector passes (measured: twice the CPU per chunk for 256 at once).
+
     Raises:
-        ValueError: the entry is not what rxchat writes (pydantic's ValidationError is one).
+        ValueError: the entry is not what rxchat writes (pydantic's ValidationError is one);
+            the count is checked before the first chunk, a payload when its slice is built.
     """
     payloads = entry.data.decode().split("\n")
     if len(payloads) != entry.last - entry.first + 1:
@@ -110,19 +116,14 @@ def load_chunks(entry: ChunkEntry, stream_id: str, after: int) -> list[LoggedChu
             f"entry {entry.last} holds {len(payloads)} chunks, not {entry.last - entry.first + 1}"
         )
     skip = max(0, after - entry.first + 1)
-    if skip:
-        payloads = payloads[skip:]
     position = entry.first + skip
-    # The decoder's fast reader where it is built; pydantic for what it leaves (None).
-    built: list[Any] = (
-        build_chunks(payloads) if build_chunks is not None else [None] * len(payloads)
-    )
-    out = []
-    for i, chunk in enumerate(built):
-        if chunk is None:
-            chunk = _validate_json(payloads[i])
-        out.append(as_logged(chunk, position + i, stream_id))
-    return out
+    for start in range(skip, len(payloads), _SLICE):
+        part = payloads[start : start + _SLICE]
+        # The decoder's fast reader where it is built; pydantic for what it leaves (None).
+        built: list[Any] = build_chunks(part) if build_chunks is not None else [None] * len(part)
+        for i, chunk in enumerate(built):
+            yield as_logged(_validate_json(part[i]) if chunk is None else chunk, position, stream_id)
+            position += 1
 
 
 # -- errors -----------------------------------------------------------------------------------

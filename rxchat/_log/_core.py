@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import re
 import secrets
@@ -56,7 +57,8 @@ _dumps = orjson.dumps
 _T = TypeVar("_T")
 
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-_READ_COUNT = 64  # entries per read (each up to batch_size chunks)
+_READ_COUNT = 64  # entries per waiting read (each up to batch_size chunks)
+_CATCH_UP_COUNT = 1024  # entries per read that does not wait (Redis merges them into few replies)
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
 # What one network read can add after the gate closed (as in the async bridge).
@@ -331,12 +333,22 @@ class StreamLog:
                 )
         gate = FLOW_GATE.get()
         loop = asyncio.get_running_loop()
+        # Catch up with large pages that do not wait; then follow with waiting reads (back to
+        # catching up whenever a waiting read returns a full page: the reader is behind).
+        block: float | None = None
         while True:
+            count = _CATCH_UP_COUNT if block is None else _READ_COUNT
             entries = await self._retry(
                 stream_id,
-                lambda: backend.read(stream_id, cursor.entry, _READ_COUNT, poll),
+                functools.partial(backend.read, stream_id, cursor.entry, count, block),
                 on_reconnect=lambda: self._check_kept(stream_id, cursor),
             )
+            if block is None:
+                if not entries:
+                    block = poll
+                    continue
+            elif len(entries) >= _READ_COUNT:
+                block = None
             if not entries:
                 if await self._retry(stream_id, lambda: backend.lease_alive(stream_id)):
                     continue
@@ -360,9 +372,16 @@ class StreamLog:
                         stream_id=stream_id,
                         chunks_received=cursor.position,
                     )
-                for chunk in load_chunks(entry, stream_id, cursor.position):
-                    if not emit(chunk):
-                        return
+                try:
+                    for chunk in load_chunks(entry, stream_id, cursor.position):
+                        if not emit(chunk):
+                            return
+                except ValueError as err:  # pydantic's ValidationError is one
+                    raise StreamLogError(
+                        f"entry {entry_id} of stream {stream_id!r} holds what is not a chunk: "
+                        f"{err}",
+                        stream_id=stream_id,
+                    ) from None
                 cursor.entry = entry_id
                 cursor.position = entry.last
                 if gate is not None and gate.closed:  # the async-for body is behind

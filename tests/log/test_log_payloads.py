@@ -100,3 +100,72 @@ async def test_max_chunks_cuts_a_whole_read_at_the_limit(
         assert got == list(range(1, 11))
         info = await handle.wait()
         assert info.status == "error" and info.chunks == 10
+
+
+# -- catching up: Redis merges consecutive entries into few replies ------------------------------
+
+
+def big_chunks(count: int, size: int) -> list[dict[str, Any]]:
+    return [
+        {"id": "b", "choices": [{"index": 0, "delta": {"content": f"{i:06d}" + "x" * size}}]}
+        for i in range(count)
+    ]
+
+
+async def test_catch_up_of_one_chunk_per_entry(stream_log: rxchat.StreamLog) -> None:
+    # batch_size=1: an entry per chunk, as a stream written at a model's pace has.
+    stream_log.options["batch_size"] = 1
+    handle = await stream_log.publish(rxchat.from_chunks(big_chunks(3000, 10)))
+    await handle.wait()
+    got = [c async for c in stream_log.read(handle.stream_id)]
+    assert [c.position for c in got] == list(range(1, 3001))
+    assert [(c.text or "")[:6] for c in got] == [f"{i:06d}" for i in range(3000)]
+    # Resuming in the middle, and reading the rest again, give the same chunks.
+    rest = [c.position async for c in stream_log.read(handle.stream_id, after=1234)]
+    assert rest == list(range(1235, 3001))
+
+
+async def test_catch_up_larger_than_one_reply(stream_log: rxchat.StreamLog) -> None:
+    # About 3.5 MB of chunks: several catch-up replies (each about 1 MiB) on Redis.
+    stream_log.options["batch_size"] = 7
+    handle = await stream_log.publish(rxchat.from_chunks(big_chunks(1000, 3500)))
+    await handle.wait()
+    got = [c async for c in stream_log.read(handle.stream_id)]
+    assert [c.position for c in got] == list(range(1, 1001))
+    assert all(len(c.text or "") == 3506 for c in got)
+
+
+async def test_a_hole_in_the_log_is_found_while_catching_up(
+    redis_server: Any, redis_prefix: str
+) -> None:
+    async with rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, batch_size=1) as log:
+        handle = await log.publish(rxchat.from_chunks(big_chunks(50, 10)))
+        await handle.wait()
+        key = f"{redis_prefix}:{{{handle.stream_id}}}:log"
+        await log.client.xdel(key, "20-0", "21-0")  # as a server that lost entries would
+        got: list[int] = []
+        with pytest.raises(rxchat.StreamDataLostError, match="lost chunks 20 to 21"):
+            async for chunk in log.read(handle.stream_id):
+                got.append(chunk.position)
+        assert got == list(range(1, 20))
+
+
+async def test_entries_rxchat_did_not_write_are_typed_errors(
+    redis_server: Any, redis_prefix: str
+) -> None:
+    good = b'{"choices":[{"index":0,"delta":{"content":"a"}}]}'
+    foreign = {b"something": b"else"}
+    not_a_chunk = {b"t": b"c", b"f": b"2", b"d": b'{"choices": 3}'}
+    async with rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix) as log:
+        for sid, second, error in [("foreign", foreign, "not an rxchat log entry"),
+                                   ("bad", not_a_chunk, "not a chunk")]:  # fmt: skip
+            await log._backend.create(sid, {"status": "running"}, conversation_id=None,
+                                      lease=30, ttl=60)  # fmt: skip
+            key = f"{redis_prefix}:{{{sid}}}:log"
+            await log.client.xadd(key, {b"t": b"c", b"f": b"1", b"d": good}, id="1-0")
+            await log.client.xadd(key, second, id="2-0")
+            got: list[str | None] = []
+            with pytest.raises(rxchat.StreamLogError, match=error) as caught:
+                async for chunk in log.read(sid):
+                    got.append(chunk.text)
+            assert got == ["a"] and caught.value.stream_id == sid
