@@ -69,8 +69,9 @@ class LogOptions(TypedDict, total=False):
     """Options of a stream log (keyword arguments of ``MemoryStreamLog`` / ``RedisStreamLog``).
 
     Attributes:
-        flush_interval: seconds a chunk may wait to be coalesced with the following ones into
-            one log entry (default 0.01).
+        flush_interval: at most one chunk entry per this many seconds per stream: chunks that
+            arrive meanwhile are coalesced into the next one, so a chunk waits this long at most
+            (default 0.01; a chunk after a quiet interval is written at once).
         batch_size: chunks per entry at most; a full batch is written at once (default 256).
         lease: seconds without a heartbeat after which readers report the producer lost
             (default 5.0; heartbeats every lease / 3).
@@ -749,7 +750,9 @@ class _Producer:
         # tracked. From rxchat's network sources they are the payloads as received; other
         # sources' chunks are encoded here.
         self.pending: list[str] = []
-        self.pending_since = 0.0
+        # When the last chunk write started: the next one starts flush_interval later at the
+        # earliest (a chunk that arrives after a quiet interval is written at once).
+        self.last_write = float("-inf")
         self.written = 0  # position of the last chunk written
         self.received = 0
         self.bytes = 0
@@ -827,7 +830,6 @@ class _Producer:
         self.received += 1
         size = len(pending)
         if size == 1:
-            self.pending_since = self.loop.time()
             self._wake()
         elif size >= self.batch_size:
             self._added(False)
@@ -863,13 +865,10 @@ class _Producer:
             self._over_limit()
 
     def _added(self, was_empty: bool) -> None:
-        """Chunks were added to ``pending``: start the flush clock, wake the writer on a full
-        batch, pause the source (or give up) past ``max_buffered``."""
+        """Chunks were added to ``pending``: wake the writer (it waits for the flush interval
+        unless the batch is full), pause the source (or give up) past ``max_buffered``."""
         size = len(self.pending)
-        if was_empty:
-            self.pending_since = self.loop.time()
-            self._wake()
-        elif size >= self.batch_size:
+        if was_empty or size >= self.batch_size:
             self._wake()
         if size >= self.max_buffered:
             self.gate.close()
@@ -973,17 +972,18 @@ class _Producer:
         pending = self.pending
         while True:
             if pending:
+                # At most one write per flush interval: what arrives meanwhile shares an entry
+                # (a full batch or the end goes at once).
                 if (
                     len(pending) < self.batch_size
                     and self.end is None
-                    and (delay := self.pending_since + self.interval - loop.time()) > 0
+                    and (delay := self.last_write + self.interval - loop.time()) > 0
                 ):
                     await self._sleep(delay)
                     continue
                 batch = pending[: self.batch_size]
                 del pending[: self.batch_size]
-                if pending:
-                    self.pending_since = float("-inf")  # they waited during the write: due now
+                self.last_write = loop.time()
                 await self._write_chunks(batch)
                 if self.gate.closed and len(pending) <= self.max_buffered // 2:
                     self.gate.open()
