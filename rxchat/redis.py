@@ -137,6 +137,82 @@ def _ranged(item: list[Any]) -> tuple[int, dict[bytes, bytes]]:
     return _entry_id(item[1]), dict(zip(fields[::2], fields[1::2], strict=True))
 
 
+class _Tail:
+    """The waiting readers of one stream in this process share one ``XREAD BLOCK``: one
+    connection per followed stream, not per reader, and each new entry read once for all of
+    them. A reader whose position is the tail's gets the entries themselves; one elsewhere
+    (behind, after a reconnect) reads on its own without waiting."""
+
+    __slots__ = ("backend", "key", "position", "stream_id", "task", "waiters")
+    # A waiting read that lost its reader (cancelled) still ends within ``block``; the waiters
+    # that are left get its result.
+
+    def __init__(self, backend: _RedisBackend, stream_id: str, key: str) -> None:
+        self.backend = backend
+        self.stream_id = stream_id
+        self.key = key
+        self.position = -1  # the entry id the running XREAD reads after
+        self.task: asyncio.Task[None] | None = None
+        self.waiters: list[tuple[int, asyncio.Future[list[tuple[int, dict[bytes, bytes]]]]]] = []
+
+    async def wait(
+        self, after: int, count: int, block: float
+    ) -> list[tuple[int, dict[bytes, bytes]]]:
+        if self.task is not None and after != self.position:
+            # Not where the running read is: read alone (a waiting read of one's own).
+            return await self.backend.xread(self.key, after, count, block)
+        future: asyncio.Future[list[tuple[int, dict[bytes, bytes]]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.waiters.append((after, future))
+        if self.task is None:
+            self.position = after
+            self.task = asyncio.get_running_loop().create_task(self._run(count, block))
+        try:
+            return await future
+        finally:
+            if not future.done():  # this reader was cancelled
+                self.waiters = [w for w in self.waiters if w[1] is not future]
+
+    async def _run(self, count: int, block: float) -> None:
+        """One XREAD for the waiters after ``position``: its entries (or its error, or nothing
+        after ``block``) go to each of them; they come back, after the new position, for the
+        next one."""
+        try:
+            try:
+                entries = await self.backend.xread(self.key, self.position, count, block)
+            except Exception as err:  # a connection error: each waiter retries (and backs off)
+                self._resolve(None, err)
+            else:
+                self._resolve(entries, None)
+        finally:
+            self.task = None
+            if not self.waiters:
+                self.backend.forget_tail(self)
+
+    def _resolve(
+        self, entries: list[tuple[int, dict[bytes, bytes]]] | None, error: BaseException | None
+    ) -> None:
+        waiters, self.waiters = self.waiters, []
+        for _, future in waiters:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(list(entries or []))
+
+    async def aclose(self) -> None:
+        task = self.task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _, future in self.waiters:
+            future.cancel()
+        self.waiters = []
+
+
 class _RedisBackend(Backend):
     connection_errors = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -150,6 +226,7 @@ class _RedisBackend(Backend):
         self._range = client.register_script(_RANGE)
         self._cancel = client.register_script(_CANCEL)
         self._watchers: dict[str, Callable[[str], None]] = {}
+        self._tails: dict[str, _Tail] = {}
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
 
@@ -233,7 +310,16 @@ class _RedisBackend(Backend):
             # Entry ids are "N-0": the entries after N are those from N+1 on.
             reply: Any = await self._range(keys=[key], args=[f"{after + 1}-0", count, _RANGE_BYTES])
             return [_ranged(item) for item in reply]
-        reply = await self.client.xread({key: f"{after}-0"}, count=count, block=_ms(block))
+        tail = self._tails.get(stream_id)
+        if tail is None:
+            tail = self._tails[stream_id] = _Tail(self, stream_id, key)
+        return await tail.wait(after, count, block)
+
+    async def xread(
+        self, key: str, after: int, count: int, block: float
+    ) -> list[tuple[int, dict[bytes, bytes]]]:
+        """One ``XREAD BLOCK`` of the entries after ``after`` (up to ``block`` seconds)."""
+        reply: Any = await self.client.xread({key: f"{after}-0"}, count=count, block=_ms(block))
         if not reply:
             return []
         # RESP2: [[key, [(id, fields), ...]]]; RESP3: {key: [[(id, fields), ...]]}
@@ -243,6 +329,10 @@ class _RedisBackend(Backend):
         else:
             items = reply[0][1]
         return [(_entry_id(entry_id), fields) for entry_id, fields in items]
+
+    def forget_tail(self, tail: _Tail) -> None:
+        if self._tails.get(tail.stream_id) is tail:
+            del self._tails[tail.stream_id]
 
     async def last_entry(self, stream_id: str) -> int | None:
         found: Any = await self.client.xrevrange(self._key(stream_id, "log"), count=1)
@@ -339,6 +429,8 @@ class _RedisBackend(Backend):
         return None if found is None else found.decode()
 
     async def aclose(self) -> None:
+        for tail in list(self._tails.values()):
+            await tail.aclose()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()

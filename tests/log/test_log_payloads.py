@@ -3,6 +3,7 @@ sources), the encoded chunks otherwise; on every backend."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -10,6 +11,7 @@ import pytest
 from reactivex import operators as rops
 
 import rxchat
+import rxchat.redis
 from rxchat.mock import MockServer
 
 USER = [{"role": "user", "content": "Hello"}]
@@ -169,3 +171,38 @@ async def test_entries_rxchat_did_not_write_are_typed_errors(
                 async for chunk in log.read(sid):
                     got.append(chunk.text)
             assert got == ["a"] and caught.value.stream_id == sid
+
+
+# -- following: the waiting readers of a stream share one XREAD -----------------------------------
+
+
+async def test_followers_in_one_process_share_a_waiting_connection(
+    redis_server: Any, redis_prefix: str, mock_server: MockServer
+) -> None:
+    import redis.asyncio as aioredis
+
+    admin = aioredis.Redis.from_url(redis_server.url)
+    fast = {"lease": 0.6, "flush_interval": 0.005}
+    try:
+        async with (
+            rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, **fast) as producer,
+            rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, **fast) as log,
+        ):
+            handle = await producer.publish(stream(mock_server.url, "mock?tokens=150&delay=0.01"))
+
+            async def follow() -> list[int]:
+                return [c.position async for c in log.read(handle.stream_id)]
+
+            readers = [asyncio.ensure_future(follow()) for _ in range(40)]
+            peak = 0
+            while not all(r.done() for r in readers):
+                # Connections waiting in XREAD BLOCK (the producer's never do).
+                peak = max(peak, (await admin.info("clients"))["blocked_clients"])
+                await asyncio.sleep(0.005)
+            total = (await handle.wait()).chunks
+            for reader in readers:
+                assert reader.result() == list(range(1, total + 1))
+            # 40 followers, not 40 connections held in XREAD BLOCK (one each, before).
+            assert 1 <= peak <= 3, peak
+    finally:
+        await admin.aclose()
