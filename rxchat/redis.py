@@ -15,6 +15,7 @@ Keys of a stream share the Cluster hash tag ``{<stream id>}`` (default prefix ``
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -32,7 +33,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import ResponseError
+    from redis.exceptions import NoScriptError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as err:  # pragma: no cover - exercised without the extra
     raise ImportError("rxchat.redis needs redis-py: pip install 'rxchat[redis]'") from err
@@ -105,6 +106,8 @@ if parts then out[#out + 1] = {'c', first, last, table.concat(parts, '\n', 1, np
 return out
 """
 _RANGE_BYTES = 1 << 20  # chunk data per catch-up reply, about
+_PIPELINE_COMMANDS = 512  # appends per pipeline at most
+_PIPELINE_BYTES = 4 << 20  # and about this much data
 # Drop a conversation's pointer only if it still points at this stream.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -227,6 +230,10 @@ class _RedisBackend(Backend):
         self._cancel = client.register_script(_CANCEL)
         self._watchers: dict[str, Callable[[str], None]] = {}
         self._tails: dict[str, _Tail] = {}
+        self._appends: collections.deque[tuple[list[bytes | str], asyncio.Future[Any]]] = (
+            collections.deque()
+        )
+        self._appender: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
 
@@ -262,17 +269,72 @@ class _RedisBackend(Backend):
         return bool(created)
 
     async def append(self, stream_id: str, entry_id: int, fields: Fields) -> AppendResult:
-        flat: list[bytes] = []
+        """Queued: the appends of every stream of this log object that are due together go to
+        Redis in one pipeline (one round trip for hundreds of streams, not one each)."""
+        args: list[bytes | str] = [
+            self._key(stream_id, "log"), self._key(stream_id, "meta"), f"{entry_id}-0"
+        ]  # fmt: skip
         for key, value in fields.items():
-            flat += [key, value]
-        result = await self._append(
-            keys=[self._key(stream_id, "log"), self._key(stream_id, "meta")],
-            args=[f"{entry_id}-0", *flat],
-        )
+            args += [key, value]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._appends.append((args, future))
+        if self._appender is None:
+            self._appender = asyncio.get_running_loop().create_task(self._send_appends())
+        result = await future
         status = result.decode() if isinstance(result, bytes) else str(result)
         if status not in ("added", "duplicate", "lost"):
             raise ResponseError(f"unexpected reply to an append: {status!r}")
         return cast(AppendResult, status)
+
+    async def _send_appends(self) -> None:
+        """Send the queued appends, a pipeline at a time (those queued meanwhile go in the
+        next one); each reply, or the pipeline's error, goes to its own append."""
+        try:
+            while self._appends:
+                batch: list[tuple[list[bytes | str], asyncio.Future[Any]]] = []
+                size = 0
+                while self._appends and len(batch) < _PIPELINE_COMMANDS and size < _PIPELINE_BYTES:
+                    item = self._appends.popleft()
+                    if not item[1].done():  # its producer was cancelled meanwhile
+                        batch.append(item)
+                        size += sum(len(a) for a in item[0])
+                try:
+                    results = await self._pipeline_appends([args for args, _ in batch])
+                except Exception as err:  # a connection error: each producer retries
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._appender = None
+
+    async def _pipeline_appends(self, batch: list[list[bytes | str]]) -> list[Any]:
+        sha = self._append.sha
+        results: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                pipe.evalsha(sha, 2, *batch[i])
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)  # a server without the script (restarted): load it
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            await self.client.script_load(_APPEND)
+            todo = missing
+        return results
 
     async def finish(
         self,
@@ -429,6 +491,11 @@ class _RedisBackend(Backend):
         return None if found is None else found.decode()
 
     async def aclose(self) -> None:
+        appender = self._appender
+        if appender is not None:  # the producers have written their ends: nothing is queued
+            appender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await appender
         for tail in list(self._tails.values()):
             await tail.aclose()
         listener, self._listener = self._listener, None
