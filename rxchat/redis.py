@@ -27,6 +27,7 @@ from typing_extensions import Unpack
 from ._log._backend import AppendResult, Backend
 from ._log._codec import Fields
 from ._log._core import LogOptions, StreamLog
+from ._log._errors import StreamLogError
 
 try:
     import redis.asyncio as aioredis
@@ -132,6 +133,13 @@ def _entry_id(raw: bytes | str) -> int:
     return int(ms)
 
 
+def _closed(stream_id: str | None) -> StreamLogError:
+    return StreamLogError(
+        "the stream log was closed" + (f" while stream {stream_id!r} was read" if stream_id else ""),
+        stream_id=stream_id or "",
+    )
+
+
 def _ranged(item: list[Any]) -> tuple[int, dict[bytes, bytes]]:
     """One item of the catch-up script's reply, as an entry."""
     if item[0] == b"c":
@@ -211,9 +219,10 @@ class _Tail:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for _, future in self.waiters:
-            future.cancel()
-        self.waiters = []
+        waiters, self.waiters = self.waiters, []
+        for _, future in waiters:  # readers still following end with a typed error
+            if not future.done():
+                future.set_exception(_closed(self.stream_id))
 
 
 class _RedisBackend(Backend):
@@ -234,6 +243,7 @@ class _RedisBackend(Backend):
             collections.deque()
         )
         self._appender: asyncio.Task[None] | None = None
+        self._closed = False
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
 
@@ -367,6 +377,8 @@ class _RedisBackend(Backend):
     async def read(
         self, stream_id: str, after: int, count: int, block: float | None
     ) -> list[tuple[int, dict[bytes, bytes]]]:
+        if self._closed:
+            raise _closed(stream_id)
         key = self._key(stream_id, "log")
         if block is None:
             # Entry ids are "N-0": the entries after N are those from N+1 on.
@@ -491,11 +503,16 @@ class _RedisBackend(Backend):
         return None if found is None else found.decode()
 
     async def aclose(self) -> None:
+        self._closed = True
         appender = self._appender
         if appender is not None:  # the producers have written their ends: nothing is queued
             appender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await appender
+        while self._appends:
+            _, future = self._appends.popleft()
+            if not future.done():
+                future.set_exception(_closed(None))
         for tail in list(self._tails.values()):
             await tail.aclose()
         listener, self._listener = self._listener, None
@@ -517,8 +534,9 @@ class RedisStreamLog(StreamLog):
             ``$REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
         prefix: the first part of every key (default ``rxchat``).
         max_connections: connections to Redis this log object opens at most (default 256, for a
-            URL). A following reader holds one while it waits for the next entry (up to a
-            second); past this many, round trips wait for a free connection.
+            URL). The following readers of one stream share one connection while they wait for
+            its next entry (up to a second); readers of different streams wait on one each.
+            Past this many, round trips wait for a free connection.
         **options: see :class:`rxchat.LogOptions`.
 
     Raises:

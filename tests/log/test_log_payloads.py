@@ -206,3 +206,26 @@ async def test_followers_in_one_process_share_a_waiting_connection(
             assert 1 <= peak <= 3, peak
     finally:
         await admin.aclose()
+
+
+async def test_closing_the_log_ends_its_followers_with_a_typed_error(
+    redis_server: Any, redis_prefix: str, mock_server: MockServer
+) -> None:
+    fast = {"lease": 0.6, "flush_interval": 0.005}
+    async with rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, **fast) as producer:
+        handle = await producer.publish(stream(mock_server.url, "mock?tokens=2000&delay=0.01"))
+        log = rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, **fast)
+        got: list[int] = []
+
+        async def follow() -> None:
+            async for chunk in log.read(handle.stream_id):
+                got.append(chunk.position)
+
+        readers = [asyncio.ensure_future(follow()) for _ in range(3)]
+        while len(got) < 30:
+            await asyncio.sleep(0.01)
+        await log.aclose()
+        for reader in readers:
+            with pytest.raises(rxchat.StreamLogError, match="closed"):
+                await asyncio.wait_for(reader, 5)
+        await handle.cancel()
