@@ -36,6 +36,7 @@ __all__ = [
     "encode_end",
     "error_from_json",
     "error_to_json",
+    "is_end",
     "load_chunks",
 ]
 
@@ -84,6 +85,11 @@ def encode_end(status: Terminal, total: int, error: BaseException | None = None)
     if error is not None:
         fields[b"e"] = orjson.dumps(error_to_json(error))
     return fields
+
+
+def is_end(fields: dict[bytes, bytes]) -> bool:
+    """Whether these are a terminal entry's fields."""
+    return fields.get(b"t") == b"e"
 
 
 def decode_entry(entry_id: int, fields: dict[bytes, bytes]) -> ChunkEntry | EndEntry:

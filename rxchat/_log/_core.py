@@ -35,6 +35,7 @@ from ._codec import (
     encode_chunks,
     encode_end,
     error_from_json,
+    is_end,
     load_chunks,
 )
 from ._errors import (
@@ -334,59 +335,90 @@ class StreamLog:
                 )
         gate = FLOW_GATE.get()
         loop = asyncio.get_running_loop()
-        # Catch up with large pages that do not wait; then follow with waiting reads (back to
-        # catching up whenever a waiting read returns a full page: the reader is behind).
+        # Catch up with large pages that do not wait, the next one asked for while one is
+        # delivered; then follow with waiting reads (back to catching up whenever a waiting read
+        # returns a full page: the reader is behind).
         block: float | None = None
-        while True:
-            count = _CATCH_UP_COUNT if block is None else _READ_COUNT
-            entries = await self._retry(
-                stream_id,
-                functools.partial(backend.read, stream_id, cursor.entry, count, block),
-                on_reconnect=lambda: self._check_kept(stream_id, cursor),
-            )
-            if block is None:
+        prefetch: asyncio.Task[list[tuple[int, dict[bytes, bytes]]]] | None = None
+        try:
+            while True:
+                if prefetch is not None:
+                    entries, prefetch = await prefetch, None
+                else:
+                    entries = await self._read_page(stream_id, cursor, cursor.entry, block)
+                if block is None:
+                    if not entries:
+                        block = poll
+                        continue
+                    if not is_end(entries[-1][1]):
+                        prefetch = loop.create_task(
+                            self._read_page(stream_id, cursor, entries[-1][0], None)
+                        )
+                elif len(entries) >= _READ_COUNT:
+                    block = None
                 if not entries:
-                    block = poll
-                    continue
-            elif len(entries) >= _READ_COUNT:
-                block = None
-            if not entries:
-                if await self._retry(stream_id, lambda: backend.lease_alive(stream_id)):
-                    continue
-                if loop.time() - cursor.reconnected < lease:
-                    continue  # the producer may be reconnecting too: give it a lease's time
-                # The lease is gone: the terminal entry may have been written meanwhile.
-                entries = await self._retry(
-                    stream_id, lambda: backend.read(stream_id, cursor.entry, _READ_COUNT, None)
-                )
-                if not entries:
-                    await self._raise_lost(stream_id, cursor)
-            for entry_id, fields in entries:
-                entry = self._decode(stream_id, entry_id, fields)
-                if isinstance(entry, EndEntry):
-                    await self._end(stream_id, entry, cursor)
+                    if await self._retry(stream_id, lambda: backend.lease_alive(stream_id)):
+                        continue
+                    if loop.time() - cursor.reconnected < lease:
+                        continue  # the producer may be reconnecting too: give it a lease's time
+                    # The lease is gone: the terminal entry may have been written meanwhile.
+                    entries = await self._read_page(stream_id, cursor, cursor.entry, None)
+                    if not entries:
+                        await self._raise_lost(stream_id, cursor)
+                if not await self._deliver(stream_id, entries, cursor, emit, gate):
                     return
-                if entry.first > cursor.position + 1:
-                    raise StreamDataLostError(
-                        f"stream {stream_id!r} lost chunks {cursor.position + 1} to "
-                        f"{entry.first - 1} (the log's server lost data)",
-                        stream_id=stream_id,
-                        chunks_received=cursor.position,
-                    )
-                try:
-                    for chunk in load_chunks(entry, stream_id, cursor.position):
-                        if not emit(chunk):
-                            return
-                except ValueError as err:  # pydantic's ValidationError is one
-                    raise StreamLogError(
-                        f"entry {entry_id} of stream {stream_id!r} holds what is not a chunk: "
-                        f"{err}",
-                        stream_id=stream_id,
-                    ) from None
-                cursor.entry = entry_id
-                cursor.position = entry.last
-                if gate is not None and gate.closed:  # the async-for body is behind
-                    await gate.wait_open()
+        finally:
+            if prefetch is not None:
+                _discard(prefetch)
+
+    async def _read_page(
+        self, stream_id: str, cursor: _Cursor, after: int, block: float | None
+    ) -> list[tuple[int, dict[bytes, bytes]]]:
+        """The entries after ``after``: a large page at once (``block`` None), or a waiting
+        read; retried while the log is unreachable."""
+        count = _CATCH_UP_COUNT if block is None else _READ_COUNT
+        return await self._retry(
+            stream_id,
+            functools.partial(self._backend.read, stream_id, after, count, block),
+            on_reconnect=lambda: self._check_kept(stream_id, cursor),
+        )
+
+    async def _deliver(
+        self,
+        stream_id: str,
+        entries: list[tuple[int, dict[bytes, bytes]]],
+        cursor: _Cursor,
+        emit: Callable[[LoggedChunk], bool],
+        gate: FlowGate | None,
+    ) -> bool:
+        """Emit the entries' chunks in order; False once the stream completed (or the subscriber
+        left), the stream's error raised at an error end."""
+        for entry_id, fields in entries:
+            entry = self._decode(stream_id, entry_id, fields)
+            if isinstance(entry, EndEntry):
+                await self._end(stream_id, entry, cursor)
+                return False
+            if entry.first > cursor.position + 1:
+                raise StreamDataLostError(
+                    f"stream {stream_id!r} lost chunks {cursor.position + 1} to "
+                    f"{entry.first - 1} (the log's server lost data)",
+                    stream_id=stream_id,
+                    chunks_received=cursor.position,
+                )
+            try:
+                for chunk in load_chunks(entry, stream_id, cursor.position):
+                    if not emit(chunk):
+                        return False
+            except ValueError as err:  # pydantic's ValidationError is one
+                raise StreamLogError(
+                    f"entry {entry_id} of stream {stream_id!r} holds what is not a chunk: {err}",
+                    stream_id=stream_id,
+                ) from None
+            cursor.entry = entry_id
+            cursor.position = entry.last
+            if gate is not None and gate.closed:  # the async-for body is behind
+                await gate.wait_open()
+        return True
 
     def _decode(self, stream_id: str, entry_id: int, fields: dict[bytes, bytes]) -> Any:
         try:
@@ -606,6 +638,12 @@ class _Cursor:
         self.position = after  # last chunk delivered
         self.entry = after  # read entries with ids past this one
         self.reconnected = float("-inf")  # loop time of the last reconnect
+
+
+def _discard(task: asyncio.Task[Any]) -> None:
+    """Cancel a read nobody will await; an error it already had is not reported as lost."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _dumps_meta(meta: dict[str, str]) -> str:
