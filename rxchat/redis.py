@@ -152,11 +152,10 @@ class _Tail:
     """The waiting readers of one stream in this process share one ``XREAD BLOCK``: one
     connection per followed stream, not per reader, and each new entry read once for all of
     them. A reader whose position is the tail's gets the entries themselves; one elsewhere
-    (behind, after a reconnect) reads on its own without waiting."""
+    (behind, after a reconnect) reads on its own. A waiting read whose reader left still ends
+    within ``block``; the waiters that are left get its result."""
 
     __slots__ = ("backend", "key", "position", "stream_id", "task", "waiters")
-    # A waiting read that lost its reader (cancelled) still ends within ``block``; the waiters
-    # that are left get its result.
 
     def __init__(self, backend: _RedisBackend, stream_id: str, key: str) -> None:
         self.backend = backend
@@ -169,8 +168,8 @@ class _Tail:
     async def wait(
         self, after: int, count: int, block: float
     ) -> list[tuple[int, dict[bytes, bytes]]]:
-        if self.task is not None and after != self.position:
-            # Not where the running read is: read alone (a waiting read of one's own).
+        if self.task is not None and after < self.position:
+            # Behind the running read: entries are there already, this read does not wait.
             return await self.backend.xread(self.key, after, count, block)
         future: asyncio.Future[list[tuple[int, dict[bytes, bytes]]]] = (
             asyncio.get_running_loop().create_future()
@@ -186,16 +185,19 @@ class _Tail:
                 self.waiters = [w for w in self.waiters if w[1] is not future]
 
     async def _run(self, count: int, block: float) -> None:
-        """One XREAD for the waiters after ``position``: its entries (or its error, or nothing
-        after ``block``) go to each of them; they come back, after the new position, for the
-        next one."""
+        """XREAD after ``position`` while readers wait: each round's entries (or its error, or
+        nothing after ``block``) go to the waiters; a waiter ahead of the round's position
+        gets the entries past its own, or waits for the next round."""
         try:
-            try:
-                entries = await self.backend.xread(self.key, self.position, count, block)
-            except Exception as err:  # a connection error: each waiter retries (and backs off)
-                self._resolve(None, err)
-            else:
+            while self.waiters:
+                try:
+                    entries = await self.backend.xread(self.key, self.position, count, block)
+                except Exception as err:  # a connection error: each waiter retries (and backs off)
+                    self._resolve(None, err)
+                    return
                 self._resolve(entries, None)
+                if entries:
+                    self.position = entries[-1][0]
         finally:
             self.task = None
             if not self.waiters:
@@ -204,14 +206,19 @@ class _Tail:
     def _resolve(
         self, entries: list[tuple[int, dict[bytes, bytes]]] | None, error: BaseException | None
     ) -> None:
-        waiters, self.waiters = self.waiters, []
-        for _, future in waiters:
+        still: list[tuple[int, asyncio.Future[list[tuple[int, dict[bytes, bytes]]]]]] = []
+        for after, future in self.waiters:
             if future.done():
                 continue
             if error is not None:
                 future.set_exception(error)
-            else:
+            elif not entries or after <= self.position:
                 future.set_result(list(entries or []))
+            elif mine := [entry for entry in entries if entry[0] > after]:
+                future.set_result(mine)
+            else:
+                still.append((after, future))
+        self.waiters = still
 
     async def aclose(self) -> None:
         task = self.task
@@ -243,6 +250,7 @@ class _RedisBackend(Backend):
             collections.deque()
         )
         self._appender: asyncio.Task[None] | None = None
+        self._sending: list[tuple[list[bytes | str], asyncio.Future[Any]]] = []
         self._closed = False
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
@@ -308,6 +316,7 @@ class _RedisBackend(Backend):
                     if not item[1].done():  # its producer was cancelled meanwhile
                         batch.append(item)
                         size += sum(len(a) for a in item[0])
+                self._sending = batch
                 try:
                     results = await self._pipeline_appends([args for args, _ in batch])
                 except Exception as err:  # a connection error: each producer retries
@@ -324,6 +333,7 @@ class _RedisBackend(Backend):
                         future.set_result(result)
         finally:
             self._appender = None
+            self._sending = []
 
     async def _pipeline_appends(self, batch: list[list[bytes | str]]) -> list[Any]:
         sha = self._append.sha
@@ -504,13 +514,13 @@ class _RedisBackend(Backend):
 
     async def aclose(self) -> None:
         self._closed = True
-        appender = self._appender
+        appender, unsent = self._appender, [*self._sending, *self._appends]
+        self._appends.clear()
         if appender is not None:  # the producers have written their ends: nothing is queued
             appender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await appender
-        while self._appends:
-            _, future = self._appends.popleft()
+        for _, future in unsent:
             if not future.done():
                 future.set_exception(_closed(None))
         for tail in list(self._tails.values()):
