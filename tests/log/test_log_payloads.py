@@ -229,3 +229,19 @@ async def test_closing_the_log_ends_its_followers_with_a_typed_error(
             with pytest.raises(rxchat.StreamLogError, match="closed"):
                 await asyncio.wait_for(reader, 5)
         await handle.cancel()
+
+
+async def test_followers_joining_at_different_times_and_positions_get_every_chunk(
+    stream_log: rxchat.StreamLog, mock_server: MockServer
+) -> None:
+    handle = await stream_log.publish(stream(mock_server.url, "mock?tokens=300&delay=0.003"))
+
+    async def follow(delay: float, after: int) -> list[int]:
+        await asyncio.sleep(delay)
+        return [c.position async for c in stream_log.read(handle.stream_id, after=after)]
+
+    plan = [(0.0, 0), (0.05, 0), (0.1, 5), (0.2, 0), (0.3, 40), (0.45, 1), (0.6, 0)]
+    results = await asyncio.gather(*(follow(d, a) for d, a in plan))
+    total = (await handle.wait()).chunks
+    for (_, after), got in zip(plan, results, strict=True):
+        assert got == list(range(after + 1, total + 1))
