@@ -21,8 +21,11 @@ Sections (``--only``):
   once). Target: p99 <= flush interval + 5 ms.
 - ``fanout``: one stream to 100 readers in 4 processes: chunks lost, wall time.
 - ``many``: 1,000 concurrent published streams from this process: chunks lost (each stream read
-  back whole), Redis memory per stream, producer RSS.
-- ``catchup``: a reader joining a finished 10,000-chunk stream. Target: all of it in <= 100 ms.
+  back whole), Redis memory per stream, producer peak RSS growth during the section (run it
+  alone, ``--only many``, for an RSS not shaped by the earlier sections' heap).
+- ``catchup``: a reader joining a finished 10,000-chunk stream, written at full speed (256
+  chunks per entry) and one chunk per entry (as a model's pace writes it). Target: all of it in
+  <= 100 ms.
 - ``cancel``: ``log.cancel(id)`` from another log object (its own connections) -> the model
   server notices the disconnect.
 """
