@@ -16,12 +16,16 @@ Sections (``--only``):
   ``MemoryStreamLog`` and to a ``RedisStreamLog``. Target: publishing to Redis adds at most 1.5x
   the source's own cost per chunk.
 - ``latency``: a chunk stamped when the producer receives it -> delivered to a reader in another
-  process (``time.monotonic`` is one clock for all processes). Target: p99 <= flush interval +
-  5 ms.
+  process (``time.monotonic`` is one clock for all processes), one chunk per 5 ms (faster than
+  the flush interval: chunks wait for it) and one per 20 ms (a model's pace: each is written at
+  once). Target: p99 <= flush interval + 5 ms.
 - ``fanout``: one stream to 100 readers in 4 processes: chunks lost, wall time.
 - ``many``: 1,000 concurrent published streams from this process: chunks lost (each stream read
-  back whole), Redis memory per stream, producer RSS.
-- ``catchup``: a reader joining a finished 10,000-chunk stream. Target: all of it in <= 100 ms.
+  back whole), Redis memory per stream, producer peak RSS growth during the section (run it
+  alone, ``--only many``, for an RSS not shaped by the earlier sections' heap).
+- ``catchup``: a reader joining a finished 10,000-chunk stream, written at full speed (256
+  chunks per entry) and one chunk per entry (as a model's pace writes it). Target: all of it in
+  <= 100 ms.
 - ``cancel``: ``log.cancel(id)`` from another log object (its own connections) -> the model
   server notices the disconnect.
 """
@@ -305,7 +309,7 @@ async def section_cpu(redis: Redis, mock_url: str, tokens: int, repeat: int) -> 
 
 
 async def section_latency(redis: Redis, count: int, interval: float) -> None:
-    prefix, sid = f"b{uuid.uuid4().hex[:6]}", "latency"
+    prefix, sid = f"b{uuid.uuid4().hex[:6]}", f"latency-{interval}"
     rows = []
     async with rxchat.redis.RedisStreamLog(redis.url, prefix=prefix) as log:
         reader = spawn("latency", redis.url, prefix, sid)
@@ -367,9 +371,27 @@ async def section_fanout(redis: Redis, mock_url: str, tokens: int) -> None:
     )  # fmt: skip
 
 
+def rss_kib() -> int:
+    """This process's resident set now (KiB): /proc on Linux, else the peak so far."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 async def section_many(redis: Redis, streams: int, chunks: int, interval: float) -> None:
     prefix = f"b{uuid.uuid4().hex[:6]}"
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_before = rss_kib()
+    rss_peak = rss_before
+
+    async def sample_rss() -> None:  # the peak while the streams run (ru_maxrss would be the
+        nonlocal rss_peak  # peak of the whole run, earlier sections included)
+        while True:
+            rss_peak = max(rss_peak, rss_kib())
+            await asyncio.sleep(0.05)
+
+    sampler = asyncio.get_running_loop().create_task(sample_rss())
     mem_before = redis.used_memory()
     started = time.monotonic()
     cpu = time.process_time()
@@ -380,7 +402,8 @@ async def section_many(redis: Redis, streams: int, chunks: int, interval: float)
         infos = await asyncio.gather(*(h.wait() for h in handles))
         wall = time.monotonic() - started
         producer_cpu = time.process_time() - cpu
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        sampler.cancel()
+        rss_after = max(rss_peak, rss_kib())
         mem_after = redis.used_memory()
         sample = [
             redis.stream_bytes(prefix, h.stream_id) for h in handles[:: max(1, streams // 20)]
@@ -397,7 +420,7 @@ async def section_many(redis: Redis, streams: int, chunks: int, interval: float)
         f"{streams} concurrent published streams from one process ({chunks} chunks each, one per "
         f"{interval * 1000:g} ms)",
         ["streams", "completed", "chunks lost", "Redis bytes/stream (MEMORY USAGE)",
-         "used_memory growth / stream", "producer RSS growth MiB", "wall s", "producer CPU s"],
+         "used_memory growth / stream", "producer peak RSS growth MiB", "wall s", "producer CPU s"],
         [[str(streams), str(sum(i.status == "completed" for i in infos)), str(lost),
           f"{statistics.median(sample):.0f}", f"{(mem_after - mem_before) / streams:.0f}",
           f"{(rss_after - rss_before) / 1024:.1f}", f"{wall:.2f}", f"{producer_cpu:.2f}"]],
@@ -429,11 +452,20 @@ async def section_catchup(redis: Redis, mock_url: str, chunks: int, repeat: int)
     async with rxchat.redis.RedisStreamLog(redis.url, prefix=prefix) as log:
         handle = await log.publish(source())
         info = await handle.wait()
+    # The same stream as a model's pace writes it: an entry per chunk (the mock streams at full
+    # speed, so batch_size=1 makes those entries).
+    async with rxchat.redis.RedisStreamLog(redis.url, prefix=prefix, batch_size=1) as log:
+        paced = await log.publish(source())
+        await paced.wait()
     async with rxchat.redis.RedisStreamLog(redis.url, prefix=prefix) as reader:
         await reader.info(handle.stream_id)  # connected: a worker that is already up
         results.append(
-            ("RedisStreamLog (another log object)",
+            ("RedisStreamLog (another log object), 256 chunks per entry",
              await timed_drains(lambda: reader.read(handle.stream_id), repeat))
+        )  # fmt: skip
+        results.append(
+            ("RedisStreamLog (another log object), 1 chunk per entry",
+             await timed_drains(lambda: reader.read(paced.stream_id), repeat))
         )  # fmt: skip
     async with rxchat.MemoryStreamLog() as memory:
         local = await memory.publish(source())
@@ -494,7 +526,8 @@ async def main(args: argparse.Namespace) -> None:
         if not only or "cpu" in only:
             await section_cpu(redis, mock_url, args.tokens, args.repeat)
         if not only or "latency" in only:
-            await section_latency(redis, args.latency_chunks, 0.005)
+            await section_latency(redis, args.latency_chunks, 0.005)  # faster than the flushes
+            await section_latency(redis, args.latency_chunks // 3, 0.02)  # a model's pace
         if not only or "fanout" in only:
             await section_fanout(redis, mock_url, args.fanout_tokens)
         if not only or "many" in only:

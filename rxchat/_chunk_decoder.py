@@ -115,6 +115,10 @@ class ChunkDecoder:
     chunks before it are still returned and :attr:`error` is set; the caller delivers the chunks,
     then raises the error. Nothing that arrived before a fault is lost.
 
+    After each ``feed``, :attr:`payloads` holds the JSON text of each returned chunk, exactly as
+    the server sent it (``None`` for a chunk the decoder had to amend), for consumers that store
+    or forward chunks verbatim instead of serializing the models again.
+
     >>> decoder = ChunkDecoder()
     >>> [c.text for c in decoder.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"}}]}\\n\\n')]
     ['Hi']
@@ -132,6 +136,7 @@ class ChunkDecoder:
         "done",
         "error",
         "finished",
+        "payloads",
     )
 
     def __init__(
@@ -145,6 +150,9 @@ class ChunkDecoder:
         self.finished = False  # some choice reported a finish reason
         self.error: RxChatError | None = None
         self.chunks_received = 0
+        self.payloads: list[str | None] = []
+        """The JSON text of each chunk the last ``feed`` returned, as received (``None`` where
+        the decoder amended the chunk: a choice without ``index`` given its position)."""
         self._open: set[int] = set()  # choices seen that have not finished
         self._closed: set[int] = set()  # choices that finished
         self._usage_seen = False
@@ -164,6 +172,7 @@ class ChunkDecoder:
         """Decode one read of the body; see the class docstring for errors."""
         if self.error is not None:
             raise self.error
+        self.payloads = []
         if self.done:
             return []
         sse = self._sse
@@ -182,13 +191,15 @@ class ChunkDecoder:
             else:
                 self._track(chunks)
                 self.chunks_received += len(chunks)
+                self.payloads = cast("list[str | None]", items)
                 if sse.error is not None:
                     self._fail(sse.error)  # an oversized event after these chunks
                 return chunks
         chunks = []
+        payloads = self.payloads
         for item in items:
             try:
-                chunk = self._decode(item)
+                chunk, payload = self._decode(item)
             except RxChatError as err:
                 self.chunks_received += len(chunks)
                 self._fail(err)
@@ -196,6 +207,7 @@ class ChunkDecoder:
             if chunk is None:  # [DONE]
                 break
             chunks.append(chunk)
+            payloads.append(payload)
         self._track(chunks)
         self.chunks_received += len(chunks)
         if sse.error is not None and not self.done:
@@ -261,21 +273,25 @@ class ChunkDecoder:
         err.chunks_received = self.chunks_received
         self.error = err
 
-    def _decode(self, event: str | ServerSentEvent) -> ChatCompletionChunk | None:
+    def _decode(
+        self, event: str | ServerSentEvent
+    ) -> tuple[ChatCompletionChunk | None, str | None]:
+        """The chunk of one event (None for ``[DONE]``), and its JSON text when the chunk is
+        exactly what that text says (None when it had to be amended)."""
         raw = event if isinstance(event, str) else event.data
         if raw == "[DONE]":
             self.done = True
-            return None
+            return None, None
         if not isinstance(event, str) and event.event == "error":
             self._reject(raw, None, event)
         # The happy path parses once, in Rust, straight into the models; anything that fails
         # is parsed again with orjson only to say precisely what was wrong with it.
         try:
-            return _validate_chunk_json(raw)
+            return _validate_chunk_json(raw), raw
         except ValidationError as err:
             chunk = _with_positional_indices(raw, err)
             if chunk is not None:
-                return chunk
+                return chunk, None
             self._reject(raw, err, event)
 
     @staticmethod

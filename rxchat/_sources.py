@@ -26,7 +26,7 @@ from collections.abc import (
     Iterator,
     Mapping,
 )
-from typing import Any, Literal, Protocol, TypeAlias
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import orjson
 from pydantic import ValidationError
@@ -50,6 +50,7 @@ from .types import ChatCompletionChunk
 
 __all__ = [
     "BatchStream",
+    "ChunkSource",
     "chat_completion_stream",
     "from_chunks",
     "from_sse_bytes",
@@ -72,6 +73,18 @@ class BatchStream(Protocol):
     def __aiter__(self) -> AsyncIterator[list[ChatCompletionChunk]]: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class _PayloadStream(Protocol):
+    """A batch stream that also tells each batch's JSON texts (``ChunkBatchStream.payloads``)."""
+
+    @property
+    def payloads(self) -> list[str | None]: ...
+
+
+OnBatch: TypeAlias = Callable[[list[ChatCompletionChunk], list[str | None] | None], None]
+"""``on_batch(chunks, payloads)`` of :meth:`ChunkSource.subscribe_batches`."""
 
 
 # -- running work on the subscriber's loop ----------------------------------------------------
@@ -101,11 +114,17 @@ def _report(loop: asyncio.AbstractEventLoop, message: str, err: BaseException) -
 class _Run:
     """One subscription of a task-driven source."""
 
-    __slots__ = ("disposed", "loop", "observer", "stream", "task")
+    __slots__ = ("disposed", "loop", "observer", "on_batch", "stream", "task")
 
-    def __init__(self, observer: abc.ObserverBase[Any], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        observer: abc.ObserverBase[Any],
+        loop: asyncio.AbstractEventLoop,
+        on_batch: OnBatch | None = None,
+    ) -> None:
         self.observer = observer
         self.loop = loop
+        self.on_batch = on_batch  # set: whole batches go there instead of observer.on_next
         self.disposed = False
         self.task: asyncio.Task[None] | None = None
         self.stream: Any = None  # has a sync abort() when it holds a connection
@@ -170,25 +189,97 @@ class _Run:
                 task.cancel()  # disposal from inside on_next returns through the flag instead
 
 
+def _subscribe_run(
+    body: Callable[[_Run], Awaitable[None]],
+    observer: abc.ObserverBase[Any],
+    scheduler: abc.SchedulerBase | None,
+    on_batch: OnBatch | None = None,
+) -> abc.DisposableBase:
+    loop, threadsafe = _target_loop(scheduler)
+    run = _Run(observer, loop, on_batch)
+    if threadsafe:
+        loop.call_soon_threadsafe(run.start, body)
+    else:
+        run.start(body)
+    return Disposable(run.dispose)
+
+
 def _task_observable(body: Callable[[_Run], Awaitable[None]]) -> Observable[ChatCompletionChunk]:
     def subscribe(
         observer: abc.ObserverBase[ChatCompletionChunk],
         scheduler: abc.SchedulerBase | None = None,
     ) -> abc.DisposableBase:
-        loop, threadsafe = _target_loop(scheduler)
-        run = _Run(observer, loop)
-        if threadsafe:
-            loop.call_soon_threadsafe(run.start, body)
-        else:
-            run.start(body)
-        return Disposable(run.dispose)
+        return _subscribe_run(body, observer, scheduler)
 
     return Observable(subscribe)
+
+
+class ChunkSource(Observable[ChatCompletionChunk]):
+    """The Observable of a network chunk stream (``chat_completion_stream``, ``observe``,
+    :func:`observable_from_batches`): an ordinary cold ``Observable[ChatCompletionChunk]``, which
+    can also hand a consumer each read's chunks at once, with their JSON texts as the server sent
+    them (:meth:`subscribe_batches`) — for consumers that store or forward chunks verbatim (the
+    stream log) instead of taking them one by one and serializing them again.
+    """
+
+    def __init__(self, body: Callable[[_Run], Awaitable[None]]) -> None:
+        self._body = body
+
+        def subscribe(
+            observer: abc.ObserverBase[ChatCompletionChunk],
+            scheduler: abc.SchedulerBase | None = None,
+        ) -> abc.DisposableBase:
+            return _subscribe_run(body, observer, scheduler)
+
+        super().__init__(subscribe)
+
+    def subscribe_batches(
+        self,
+        on_batch: OnBatch,
+        on_error: Callable[[Exception], None],
+        on_completed: Callable[[], None],
+        *,
+        scheduler: abc.SchedulerBase | None = None,
+    ) -> abc.DisposableBase:
+        """Subscribe for whole batches: ``on_batch(chunks, payloads)`` once per read (the same
+        chunks, in the same order, as ``on_next`` would get one by one), then ``on_error`` or
+        ``on_completed``. ``payloads[i]`` is the JSON text ``chunks[i]`` was read from, exactly as
+        received, or ``None`` when the decoder amended that chunk; ``payloads`` is ``None`` when
+        the batch stream does not keep them (an :func:`observable_from_batches` stream other
+        than rxchat's transport). Disposal, scheduling and back-pressure are those of
+        ``subscribe``; disposing from inside ``on_batch`` delivers nothing more.
+        """
+        observer = _BatchEnd(on_error, on_completed)
+        return _subscribe_run(self._body, observer, scheduler, on_batch)
+
+
+class _BatchEnd(abc.ObserverBase[ChatCompletionChunk]):
+    """The end callbacks of a :meth:`ChunkSource.subscribe_batches` subscription."""
+
+    __slots__ = ("_on_completed", "_on_error")
+
+    def __init__(
+        self, on_error: Callable[[Exception], None], on_completed: Callable[[], None]
+    ) -> None:
+        self._on_error = on_error
+        self._on_completed = on_completed
+
+    def on_next(self, value: ChatCompletionChunk) -> None:  # pragma: no cover - see on_batch
+        raise AssertionError("a batch subscription receives whole batches")
+
+    def on_error(self, error: Exception) -> None:
+        self._on_error(error)
+
+    def on_completed(self) -> None:
+        self._on_completed()
 
 
 async def _pump(run: _Run, stream: BatchStream) -> None:
     """Deliver every chunk of a batch stream, batch by batch, until the end or disposal."""
     run.stream = stream
+    if run.on_batch is not None:
+        await _pump_batches(run, stream, run.on_batch)
+        return
     observer = run.observer
     # What Observable.subscribe hands every source is an AutoDetachObserver, whose on_next is
     # "return if is_stopped, else call _on_next": done inline here, it saves a Python call per
@@ -205,6 +296,26 @@ async def _pump(run: _Run, stream: BatchStream) -> None:
                 return
             if gate is not None and gate.closed:
                 await gate.wait_open()  # the consumer is behind: read no further for now
+                if run.disposed:
+                    return
+    finally:
+        run.stream = None
+        await stream.aclose()
+
+
+async def _pump_batches(run: _Run, stream: BatchStream, on_batch: OnBatch) -> None:
+    """``_pump`` for a batch subscription: each batch at once, with its JSON texts."""
+    keeps = isinstance(stream, _PayloadStream)
+    gate = FLOW_GATE.get()
+    try:
+        async for batch in stream:
+            if run.disposed:
+                return
+            on_batch(batch, stream.payloads if keeps else None)  # type: ignore[attr-defined]
+            if run.disposed:
+                return
+            if gate is not None and gate.closed:
+                await gate.wait_open()
                 if run.disposed:
                     return
     finally:
@@ -246,7 +357,7 @@ def observable_from_batches(
             if on_close is not None:
                 await on_close()
 
-    return _task_observable(body)
+    return ChunkSource(body)
 
 
 _SOURCE_VALID = (
@@ -343,7 +454,7 @@ def chat_completion_stream(
         finally:
             await transport.aclose()
 
-    return _task_observable(run_request)
+    return ChunkSource(run_request)
 
 
 # -- replays --------------------------------------------------------------------------------

@@ -1069,6 +1069,12 @@ class ChunkBatchStream:
         return self._decoder.chunks_received
 
     @property
+    def payloads(self) -> list[str | None]:
+        """The JSON text of each chunk of the batch last returned, exactly as the server sent it
+        (``None`` for a chunk the decoder amended); see :attr:`ChunkDecoder.payloads`."""
+        return self._decoder.payloads
+
+    @property
     def keepalive_comments(self) -> int:
         """SSE comment lines (keep-alives) seen in the body so far."""
         return self._decoder.comments

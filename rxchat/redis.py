@@ -15,6 +15,7 @@ Keys of a stream share the Cluster hash tag ``{<stream id>}`` (default prefix ``
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -26,13 +27,14 @@ from typing_extensions import Unpack
 from ._log._backend import AppendResult, Backend
 from ._log._codec import Fields
 from ._log._core import LogOptions, StreamLog
+from ._log._errors import StreamLogError
 
 try:
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import ResponseError
+    from redis.exceptions import NoScriptError, ResponseError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as err:  # pragma: no cover - exercised without the extra
     raise ImportError("rxchat.redis needs redis-py: pip install 'rxchat[redis]'") from err
@@ -63,6 +65,50 @@ end
 if redis.call('EXISTS', KEYS[2]) == 0 then return 'lost' end
 return 'added'
 """
+# Catch-up: the entries from ARGV[1] on (at most ARGV[2] of them, and about ARGV[3] bytes of chunk
+# data), with every run of consecutive chunk entries merged into one, so that the reply is a few
+# large strings instead of ~9 RESP items per entry (redis-py parses each one in Python). A chunk
+# run is {'c', first position, last position, the lines}; any other entry comes as it is stored,
+# {'x', id, field, value, ...}. A gap between two chunk entries starts a new run, so the reader's
+# gap check sees it.
+_RANGE = r"""
+local entries = redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])
+local limit = tonumber(ARGV[3])
+local out, parts, np, first, last, size = {}, nil, 0, 0, 0, 0
+for i = 1, #entries do
+  local id, fields = entries[i][1], entries[i][2]
+  local f = nil
+  -- A chunk entry as rxchat writes it: t=c f=FIRST d=LINES, in this order, id "LAST-0".
+  if #fields == 6 and fields[2] == 'c' and fields[1] == 't' and fields[3] == 'f'
+      and fields[5] == 'd' and string.byte(id, -2) == 45 and string.byte(id, -1) == 48 then
+    f = tonumber(fields[4])
+  end
+  if f then
+    if parts and f ~= last + 1 then
+      out[#out + 1] = {'c', first, last, table.concat(parts, '\n', 1, np)}
+      parts = nil
+    end
+    if not parts then parts, np, first, size = {}, 0, f, 0 end
+    local d = fields[6]
+    np = np + 1
+    parts[np] = d
+    last = tonumber(string.sub(id, 1, -3))
+    size = size + #d
+    if size >= limit then break end
+  else
+    if parts then
+      out[#out + 1] = {'c', first, last, table.concat(parts, '\n', 1, np)}
+      parts = nil
+    end
+    out[#out + 1] = {'x', id, unpack(fields)}
+  end
+end
+if parts then out[#out + 1] = {'c', first, last, table.concat(parts, '\n', 1, np)} end
+return out
+"""
+_RANGE_BYTES = 1 << 20  # chunk data per catch-up reply, about
+_PIPELINE_COMMANDS = 512  # appends per pipeline at most
+_PIPELINE_BYTES = 4 << 20  # and about this much data
 # Drop a conversation's pointer only if it still points at this stream.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -87,6 +133,105 @@ def _entry_id(raw: bytes | str) -> int:
     return int(ms)
 
 
+def _closed(stream_id: str | None) -> StreamLogError:
+    return StreamLogError(
+        "the stream log was closed" + (f" while stream {stream_id!r} was read" if stream_id else ""),
+        stream_id=stream_id or "",
+    )
+
+
+def _ranged(item: list[Any]) -> tuple[int, dict[bytes, bytes]]:
+    """One item of the catch-up script's reply, as an entry."""
+    if item[0] == b"c":
+        return int(item[2]), {b"t": b"c", b"f": b"%d" % int(item[1]), b"d": item[3]}
+    fields = item[2:]
+    return _entry_id(item[1]), dict(zip(fields[::2], fields[1::2], strict=True))
+
+
+class _Tail:
+    """The waiting readers of one stream in this process share one ``XREAD BLOCK``: one
+    connection per followed stream, not per reader, and each new entry read once for all of
+    them. A reader whose position is the tail's gets the entries themselves; one elsewhere
+    (behind, after a reconnect) reads on its own. A waiting read whose reader left still ends
+    within ``block``; the waiters that are left get its result."""
+
+    __slots__ = ("backend", "key", "position", "stream_id", "task", "waiters")
+
+    def __init__(self, backend: _RedisBackend, stream_id: str, key: str) -> None:
+        self.backend = backend
+        self.stream_id = stream_id
+        self.key = key
+        self.position = -1  # the entry id the running XREAD reads after
+        self.task: asyncio.Task[None] | None = None
+        self.waiters: list[tuple[int, asyncio.Future[list[tuple[int, dict[bytes, bytes]]]]]] = []
+
+    async def wait(
+        self, after: int, count: int, block: float
+    ) -> list[tuple[int, dict[bytes, bytes]]]:
+        if self.task is not None and after < self.position:
+            # Behind the running read: entries are there already, this read does not wait.
+            return await self.backend.xread(self.key, after, count, block)
+        future: asyncio.Future[list[tuple[int, dict[bytes, bytes]]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.waiters.append((after, future))
+        if self.task is None:
+            self.position = after
+            self.task = asyncio.get_running_loop().create_task(self._run(count, block))
+        try:
+            return await future
+        finally:
+            if not future.done():  # this reader was cancelled
+                self.waiters = [w for w in self.waiters if w[1] is not future]
+
+    async def _run(self, count: int, block: float) -> None:
+        """XREAD after ``position`` while readers wait: each round's entries (or its error, or
+        nothing after ``block``) go to the waiters; a waiter ahead of the round's position
+        gets the entries past its own, or waits for the next round."""
+        try:
+            while self.waiters:
+                try:
+                    entries = await self.backend.xread(self.key, self.position, count, block)
+                except Exception as err:  # a connection error: each waiter retries (and backs off)
+                    self._resolve(None, err)
+                    return
+                self._resolve(entries, None)
+                if entries:
+                    self.position = entries[-1][0]
+        finally:
+            self.task = None
+            if not self.waiters:
+                self.backend.forget_tail(self)
+
+    def _resolve(
+        self, entries: list[tuple[int, dict[bytes, bytes]]] | None, error: BaseException | None
+    ) -> None:
+        still: list[tuple[int, asyncio.Future[list[tuple[int, dict[bytes, bytes]]]]]] = []
+        for after, future in self.waiters:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            elif not entries or after <= self.position:
+                future.set_result(list(entries or []))
+            elif mine := [entry for entry in entries if entry[0] > after]:
+                future.set_result(mine)
+            else:
+                still.append((after, future))
+        self.waiters = still
+
+    async def aclose(self) -> None:
+        task = self.task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        waiters, self.waiters = self.waiters, []
+        for _, future in waiters:  # readers still following end with a typed error
+            if not future.done():
+                future.set_exception(_closed(self.stream_id))
+
+
 class _RedisBackend(Backend):
     connection_errors = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
@@ -97,8 +242,16 @@ class _RedisBackend(Backend):
         self._create = client.register_script(_CREATE)
         self._append = client.register_script(_APPEND)
         self._release = client.register_script(_RELEASE)
+        self._range = client.register_script(_RANGE)
         self._cancel = client.register_script(_CANCEL)
         self._watchers: dict[str, Callable[[str], None]] = {}
+        self._tails: dict[str, _Tail] = {}
+        self._appends: collections.deque[tuple[list[bytes | str], asyncio.Future[Any]]] = (
+            collections.deque()
+        )
+        self._appender: asyncio.Task[None] | None = None
+        self._sending: list[tuple[list[bytes | str], asyncio.Future[Any]]] = []
+        self._closed = False
         self._listener: asyncio.Task[None] | None = None
         self._subscribed: asyncio.Event | None = None
 
@@ -134,17 +287,74 @@ class _RedisBackend(Backend):
         return bool(created)
 
     async def append(self, stream_id: str, entry_id: int, fields: Fields) -> AppendResult:
-        flat: list[bytes] = []
+        """Queued: the appends of every stream of this log object that are due together go to
+        Redis in one pipeline (one round trip for hundreds of streams, not one each)."""
+        args: list[bytes | str] = [
+            self._key(stream_id, "log"), self._key(stream_id, "meta"), f"{entry_id}-0"
+        ]  # fmt: skip
         for key, value in fields.items():
-            flat += [key, value]
-        result = await self._append(
-            keys=[self._key(stream_id, "log"), self._key(stream_id, "meta")],
-            args=[f"{entry_id}-0", *flat],
-        )
+            args += [key, value]
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._appends.append((args, future))
+        if self._appender is None:
+            self._appender = asyncio.get_running_loop().create_task(self._send_appends())
+        result = await future
         status = result.decode() if isinstance(result, bytes) else str(result)
         if status not in ("added", "duplicate", "lost"):
             raise ResponseError(f"unexpected reply to an append: {status!r}")
         return cast(AppendResult, status)
+
+    async def _send_appends(self) -> None:
+        """Send the queued appends, a pipeline at a time (those queued meanwhile go in the
+        next one); each reply, or the pipeline's error, goes to its own append."""
+        try:
+            while self._appends:
+                batch: list[tuple[list[bytes | str], asyncio.Future[Any]]] = []
+                size = 0
+                while self._appends and len(batch) < _PIPELINE_COMMANDS and size < _PIPELINE_BYTES:
+                    item = self._appends.popleft()
+                    if not item[1].done():  # its producer was cancelled meanwhile
+                        batch.append(item)
+                        size += sum(len(a) for a in item[0])
+                self._sending = batch
+                try:
+                    results = await self._pipeline_appends([args for args, _ in batch])
+                except Exception as err:  # a connection error: each producer retries
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for (_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._appender = None
+            self._sending = []
+
+    async def _pipeline_appends(self, batch: list[list[bytes | str]]) -> list[Any]:
+        sha = self._append.sha
+        results: list[Any] = [None] * len(batch)
+        todo = list(range(len(batch)))
+        for attempt in range(2):
+            pipe = self.client.pipeline(transaction=False)
+            for i in todo:
+                pipe.evalsha(sha, 2, *batch[i])
+            replies = await pipe.execute(raise_on_error=False)
+            missing = []
+            for i, reply in zip(todo, replies, strict=True):
+                if isinstance(reply, NoScriptError) and attempt == 0:
+                    missing.append(i)  # a server without the script (restarted): load it
+                else:
+                    results[i] = reply
+            if not missing:
+                break
+            await self.client.script_load(_APPEND)
+            todo = missing
+        return results
 
     async def finish(
         self,
@@ -177,12 +387,23 @@ class _RedisBackend(Backend):
     async def read(
         self, stream_id: str, after: int, count: int, block: float | None
     ) -> list[tuple[int, dict[bytes, bytes]]]:
+        if self._closed:
+            raise _closed(stream_id)
         key = self._key(stream_id, "log")
-        reply: Any = await self.client.xread(
-            {key: f"{after}-0"},
-            count=count,
-            block=None if block is None else _ms(block),
-        )
+        if block is None:
+            # Entry ids are "N-0": the entries after N are those from N+1 on.
+            reply: Any = await self._range(keys=[key], args=[f"{after + 1}-0", count, _RANGE_BYTES])
+            return [_ranged(item) for item in reply]
+        tail = self._tails.get(stream_id)
+        if tail is None:
+            tail = self._tails[stream_id] = _Tail(self, stream_id, key)
+        return await tail.wait(after, count, block)
+
+    async def xread(
+        self, key: str, after: int, count: int, block: float
+    ) -> list[tuple[int, dict[bytes, bytes]]]:
+        """One ``XREAD BLOCK`` of the entries after ``after`` (up to ``block`` seconds)."""
+        reply: Any = await self.client.xread({key: f"{after}-0"}, count=count, block=_ms(block))
         if not reply:
             return []
         # RESP2: [[key, [(id, fields), ...]]]; RESP3: {key: [[(id, fields), ...]]}
@@ -192,6 +413,10 @@ class _RedisBackend(Backend):
         else:
             items = reply[0][1]
         return [(_entry_id(entry_id), fields) for entry_id, fields in items]
+
+    def forget_tail(self, tail: _Tail) -> None:
+        if self._tails.get(tail.stream_id) is tail:
+            del self._tails[tail.stream_id]
 
     async def last_entry(self, stream_id: str) -> int | None:
         found: Any = await self.client.xrevrange(self._key(stream_id, "log"), count=1)
@@ -288,6 +513,18 @@ class _RedisBackend(Backend):
         return None if found is None else found.decode()
 
     async def aclose(self) -> None:
+        self._closed = True
+        appender, unsent = self._appender, [*self._sending, *self._appends]
+        self._appends.clear()
+        if appender is not None:  # the producers have written their ends: nothing is queued
+            appender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await appender
+        for _, future in unsent:
+            if not future.done():
+                future.set_exception(_closed(None))
+        for tail in list(self._tails.values()):
+            await tail.aclose()
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -307,8 +544,9 @@ class RedisStreamLog(StreamLog):
             ``$REDIS_URL``, else ``redis://127.0.0.1:6379/0``.
         prefix: the first part of every key (default ``rxchat``).
         max_connections: connections to Redis this log object opens at most (default 256, for a
-            URL). A following reader holds one while it waits for the next entry (up to a
-            second); past this many, round trips wait for a free connection.
+            URL). The following readers of one stream share one connection while they wait for
+            its next entry (up to a second); readers of different streams wait on one each.
+            Past this many, round trips wait for a free connection.
         **options: see :class:`rxchat.LogOptions`.
 
     Raises:

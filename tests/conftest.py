@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, settings
 
 from rxchat.mock import MockServer
@@ -49,3 +51,30 @@ async def no_leftover_tasks() -> AsyncIterator[None]:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"tasks left running: {sorted(map(repr, left))}")
+
+
+@pytest.fixture
+async def sse_server() -> AsyncIterator[tuple[str, list[bytes]]]:
+    """``(base_url, bodies)``: a server that answers every chat request with ``bodies[0]``, the
+    SSE body the test put there, byte for byte."""
+    bodies: list[bytes] = []
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(bodies[0])
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    await web.SockSite(runner, sock).start()
+    try:
+        yield f"http://127.0.0.1:{port}/v1", bodies
+    finally:
+        await runner.cleanup()

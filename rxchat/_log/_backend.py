@@ -62,7 +62,9 @@ class Backend(ABC):
         self, stream_id: str, after: int, count: int, block: float | None
     ) -> list[tuple[int, dict[bytes, bytes]]]:
         """Up to ``count`` entries with id > ``after``; when there are none, wait up to ``block``
-        seconds for one (``None``: do not wait)."""
+        seconds for one (``None``: do not wait). A backend may return consecutive chunk entries
+        merged into one (``f`` = the first's first position, id = the last's id, ``d`` = their
+        lines), as the catch-up of Redis does."""
 
     @abstractmethod
     async def last_entry(self, stream_id: str) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
 import re
 import secrets
@@ -21,6 +22,7 @@ from typing_extensions import Unpack
 from .._async_iter import to_async_iterator
 from .._compat import scheduler_loop
 from .._flow import FLOW_GATE, FlowGate
+from .._sources import ChunkSource
 from .._state import ChatCompletionStreamState
 from ..errors import RxChatError
 from ..types import ChatCompletion, ChatCompletionChunk
@@ -30,9 +32,11 @@ from ._codec import (
     EndEntry,
     Terminal,
     decode_entry,
+    encode_chunk,
     encode_chunks,
     encode_end,
     error_from_json,
+    is_end,
     load_chunks,
 )
 from ._errors import (
@@ -55,7 +59,8 @@ _dumps = orjson.dumps
 _T = TypeVar("_T")
 
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
-_READ_COUNT = 64  # entries per read (each up to batch_size chunks)
+_READ_COUNT = 64  # entries per waiting read (each up to batch_size chunks)
+_CATCH_UP_COUNT = 1024  # entries per read that does not wait (Redis merges them into few replies)
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 1.0
 # What one network read can add after the gate closed (as in the async bridge).
@@ -66,8 +71,9 @@ class LogOptions(TypedDict, total=False):
     """Options of a stream log (keyword arguments of ``MemoryStreamLog`` / ``RedisStreamLog``).
 
     Attributes:
-        flush_interval: seconds a chunk may wait to be coalesced with the following ones into
-            one log entry (default 0.01).
+        flush_interval: at most one chunk entry per this many seconds per stream: chunks that
+            arrive meanwhile are coalesced into the next one, so a chunk waits this long at most
+            (default 0.01; a chunk after a quiet interval is written at once).
         batch_size: chunks per entry at most; a full batch is written at once (default 256).
         lease: seconds without a heartbeat after which readers report the producer lost
             (default 5.0; heartbeats every lease / 3).
@@ -332,42 +338,90 @@ class StreamLog:
                 )
         gate = FLOW_GATE.get()
         loop = asyncio.get_running_loop()
-        while True:
-            entries = await self._retry(
-                stream_id,
-                lambda: backend.read(stream_id, cursor.entry, _READ_COUNT, poll),
-                on_reconnect=lambda: self._check_kept(stream_id, cursor),
-            )
-            if not entries:
-                if await self._retry(stream_id, lambda: backend.lease_alive(stream_id)):
-                    continue
-                if loop.time() - cursor.reconnected < lease:
-                    continue  # the producer may be reconnecting too: give it a lease's time
-                # The lease is gone: the terminal entry may have been written meanwhile.
-                entries = await self._retry(
-                    stream_id, lambda: backend.read(stream_id, cursor.entry, _READ_COUNT, None)
-                )
+        # Catch up with large pages that do not wait, the next one asked for while one is
+        # delivered; then follow with waiting reads (back to catching up whenever a waiting read
+        # returns a full page: the reader is behind).
+        block: float | None = None
+        prefetch: asyncio.Task[list[tuple[int, dict[bytes, bytes]]]] | None = None
+        try:
+            while True:
+                if prefetch is not None:
+                    entries, prefetch = await prefetch, None
+                else:
+                    entries = await self._read_page(stream_id, cursor, cursor.entry, block)
+                if block is None:
+                    if not entries:
+                        block = poll
+                        continue
+                    if not is_end(entries[-1][1]):
+                        prefetch = loop.create_task(
+                            self._read_page(stream_id, cursor, entries[-1][0], None)
+                        )
+                elif len(entries) >= _READ_COUNT:
+                    block = None
                 if not entries:
-                    await self._raise_lost(stream_id, cursor)
-            for entry_id, fields in entries:
-                entry = self._decode(stream_id, entry_id, fields)
-                if isinstance(entry, EndEntry):
-                    await self._end(stream_id, entry, cursor)
+                    if await self._retry(stream_id, lambda: backend.lease_alive(stream_id)):
+                        continue
+                    if loop.time() - cursor.reconnected < lease:
+                        continue  # the producer may be reconnecting too: give it a lease's time
+                    # The lease is gone: the terminal entry may have been written meanwhile.
+                    entries = await self._read_page(stream_id, cursor, cursor.entry, None)
+                    if not entries:
+                        await self._raise_lost(stream_id, cursor)
+                if not await self._deliver(stream_id, entries, cursor, emit, gate):
                     return
-                if entry.first > cursor.position + 1:
-                    raise StreamDataLostError(
-                        f"stream {stream_id!r} lost chunks {cursor.position + 1} to "
-                        f"{entry.first - 1} (the log's server lost data)",
-                        stream_id=stream_id,
-                        chunks_received=cursor.position,
-                    )
+        finally:
+            if prefetch is not None:
+                _discard(prefetch)
+
+    async def _read_page(
+        self, stream_id: str, cursor: _Cursor, after: int, block: float | None
+    ) -> list[tuple[int, dict[bytes, bytes]]]:
+        """The entries after ``after``: a large page at once (``block`` None), or a waiting
+        read; retried while the log is unreachable."""
+        count = _CATCH_UP_COUNT if block is None else _READ_COUNT
+        return await self._retry(
+            stream_id,
+            functools.partial(self._backend.read, stream_id, after, count, block),
+            on_reconnect=lambda: self._check_kept(stream_id, cursor),
+        )
+
+    async def _deliver(
+        self,
+        stream_id: str,
+        entries: list[tuple[int, dict[bytes, bytes]]],
+        cursor: _Cursor,
+        emit: Callable[[LoggedChunk], bool],
+        gate: FlowGate | None,
+    ) -> bool:
+        """Emit the entries' chunks in order; False once the stream completed (or the subscriber
+        left), the stream's error raised at an error end."""
+        for entry_id, fields in entries:
+            entry = self._decode(stream_id, entry_id, fields)
+            if isinstance(entry, EndEntry):
+                await self._end(stream_id, entry, cursor)
+                return False
+            if entry.first > cursor.position + 1:
+                raise StreamDataLostError(
+                    f"stream {stream_id!r} lost chunks {cursor.position + 1} to "
+                    f"{entry.first - 1} (the log's server lost data)",
+                    stream_id=stream_id,
+                    chunks_received=cursor.position,
+                )
+            try:
                 for chunk in load_chunks(entry, stream_id, cursor.position):
                     if not emit(chunk):
-                        return
-                cursor.entry = entry_id
-                cursor.position = entry.last
-                if gate is not None and gate.closed:  # the async-for body is behind
-                    await gate.wait_open()
+                        return False
+            except ValueError as err:  # pydantic's ValidationError is one
+                raise StreamLogError(
+                    f"entry {entry_id} of stream {stream_id!r} holds what is not a chunk: {err}",
+                    stream_id=stream_id,
+                ) from None
+            cursor.entry = entry_id
+            cursor.position = entry.last
+            if gate is not None and gate.closed:  # the async-for body is behind
+                await gate.wait_open()
+        return True
 
     def _decode(self, stream_id: str, entry_id: int, fields: dict[bytes, bytes]) -> Any:
         try:
@@ -589,6 +643,12 @@ class _Cursor:
         self.reconnected = float("-inf")  # loop time of the last reconnect
 
 
+def _discard(task: asyncio.Task[Any]) -> None:
+    """Cancel a read nobody will await; an error it already had is not reported as lost."""
+    task.cancel()
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
 def _dumps_meta(meta: dict[str, str]) -> str:
     import orjson
 
@@ -754,10 +814,14 @@ class _Producer:
         self.conversation_id = conversation_id
         self.meta = meta
         self.loop = asyncio.get_running_loop()
-        # Encoded at once: a chunk model kept until the flush would survive garbage-collector
-        # passes (measured: the whole source's CPU again); bytes are not tracked.
-        self.pending: list[bytes] = []
-        self.pending_since = 0.0
+        # JSON texts, taken at once: a chunk model kept until the flush would survive
+        # garbage-collector passes (measured: the whole source's CPU again); strings are not
+        # tracked. From rxchat's network sources they are the payloads as received; other
+        # sources' chunks are encoded here.
+        self.pending: list[str] = []
+        # When the last chunk write started: the next one starts flush_interval later at the
+        # earliest (a chunk that arrives after a quiet interval is written at once).
+        self.last_write = float("-inf")
         self.written = 0  # position of the last chunk written
         self.received = 0
         self.bytes = 0
@@ -776,14 +840,25 @@ class _Producer:
     def start(self, source: Observable[Any]) -> None:
         self.task = self.loop.create_task(self._run())
         token = FLOW_GATE.set(self.gate)  # a network source pauses while the log is unreachable
+        scheduler = AsyncIOScheduler(self.loop)
         try:
-            subscription = contextvars.copy_context().run(
-                source.subscribe,
-                self.on_next,
-                self.on_error,
-                self.on_completed,
-                scheduler=AsyncIOScheduler(self.loop),
-            )
+            if isinstance(source, ChunkSource):
+                # Whole reads with the JSON texts the server sent: nothing to encode again.
+                subscription = contextvars.copy_context().run(
+                    source.subscribe_batches,
+                    self.on_batch,
+                    self.on_error,
+                    self.on_completed,
+                    scheduler=scheduler,
+                )
+            else:
+                subscription = contextvars.copy_context().run(
+                    source.subscribe,
+                    self.on_next,
+                    self.on_error,
+                    self.on_completed,
+                    scheduler=scheduler,
+                )
         except Exception as err:  # subscribe itself failed
             self.on_error(err)
             return
@@ -811,18 +886,57 @@ class _Producer:
                 )
                 return
         try:
-            payload = _dumps(item, default=plain)  # encode_chunk(item), one call less per chunk
+            payload = _dumps(item, default=plain).decode()  # encode_chunk(item), inlined
         except (TypeError, ValueError) as err:  # orjson.JSONEncodeError is a TypeError
             self._stop("error", TypeError(f"a chunk that cannot be logged as JSON: {err}"))
+            return
+        if self.received >= self.max_chunks:
+            self._over_limit()
             return
         pending = self.pending
         pending.append(payload)
         self.received += 1
         size = len(pending)
         if size == 1:
-            self.pending_since = self.loop.time()
             self._wake()
-        elif size == self.batch_size:
+        elif size >= self.batch_size:
+            self._added(False)
+
+    def on_batch(self, chunks: list[ChatCompletionChunk], payloads: list[str | None] | None) -> None:
+        """A read's chunks from an rxchat network source, with the JSON texts they were read
+        from (``ChunkSource.subscribe_batches``)."""
+        if self.end is not None:
+            return
+        if payloads is None or len(payloads) != len(chunks) or None in payloads:
+            try:
+                texts = [
+                    text if payloads is not None and (text := payloads[i]) is not None
+                    else encode_chunk(chunk).decode()
+                    for i, chunk in enumerate(chunks)
+                ]  # fmt: skip
+            except (TypeError, ValueError) as err:
+                self._stop("error", TypeError(f"a chunk that cannot be logged as JSON: {err}"))
+                return
+        else:
+            texts = cast("list[str]", payloads)
+        room = self.max_chunks - self.received
+        over = len(texts) > room
+        if over:
+            texts = texts[:room]
+        pending = self.pending
+        was_empty = not pending
+        pending += texts
+        self.received += len(texts)
+        if texts:
+            self._added(was_empty)
+        if over:
+            self._over_limit()
+
+    def _added(self, was_empty: bool) -> None:
+        """Chunks were added to ``pending``: wake the writer (it waits for the flush interval
+        unless the batch is full), pause the source (or give up) past ``max_buffered``."""
+        size = len(self.pending)
+        if was_empty or size >= self.batch_size:
             self._wake()
         if size >= self.max_buffered:
             self.gate.close()
@@ -834,15 +948,15 @@ class _Producer:
                         stream_id=self.stream_id,
                     )
                 )
-        if self.received > self.max_chunks:
-            self._stop(
-                "error",
-                StreamLimitError(
-                    f"stream {self.stream_id!r} exceeded max_chunks={self.options['max_chunks']}",
-                    stream_id=self.stream_id,
-                ),
-            )
-            pending.pop()  # the chunk past the limit is not logged
+
+    def _over_limit(self) -> None:
+        self._stop(
+            "error",
+            StreamLimitError(
+                f"stream {self.stream_id!r} exceeded max_chunks={self.options['max_chunks']}",
+                stream_id=self.stream_id,
+            ),
+        )
 
     def on_error(self, error: Exception) -> None:
         if self.end is None:
@@ -926,17 +1040,18 @@ class _Producer:
         pending = self.pending
         while True:
             if pending:
+                # At most one write per flush interval: what arrives meanwhile shares an entry
+                # (a full batch or the end goes at once).
                 if (
                     len(pending) < self.batch_size
                     and self.end is None
-                    and (delay := self.pending_since + self.interval - loop.time()) > 0
+                    and (delay := self.last_write + self.interval - loop.time()) > 0
                 ):
                     await self._sleep(delay)
                     continue
                 batch = pending[: self.batch_size]
                 del pending[: self.batch_size]
-                if pending:
-                    self.pending_since = float("-inf")  # they waited during the write: due now
+                self.last_write = loop.time()
                 await self._write_chunks(batch)
                 if self.gate.closed and len(pending) <= self.max_buffered // 2:
                     self.gate.open()
@@ -946,7 +1061,7 @@ class _Producer:
             else:
                 await self._sleep(None)
 
-    async def _write_chunks(self, batch: list[bytes]) -> None:
+    async def _write_chunks(self, batch: list[str]) -> None:
         first = self.written + 1
         last = self.written + len(batch)
         fields = encode_chunks(first, batch)

@@ -46,9 +46,9 @@ def test_plain_refuses_other_objects() -> None:
 
 def test_read_back_chunks_are_the_same_models_with_positions() -> None:
     chunks = [rxchat.ChatCompletionChunk.from_wire(dict(d)) for d in CHUNKS]
-    fields = encode_chunks(5, [encode_chunk(c) for c in chunks])
+    fields = encode_chunks(5, [encode_chunk(c).decode() for c in chunks])
     entry = ChunkEntry(5, 5 + len(chunks) - 1, fields[b"d"])
-    back = load_chunks(entry, "s1", 0)
+    back = list(load_chunks(entry, "s1", 0))
     assert [c.position for c in back] == list(range(5, 5 + len(chunks)))
     for original, logged in zip(chunks, back, strict=True):
         assert isinstance(logged, rxchat.LoggedChunk)
