@@ -13,11 +13,8 @@ from pydantic import BaseModel
 from support import ThreadedMock, user
 
 import rxchat
-from rxchat._client import AsyncClient, Client
-from rxchat._edgee import InputObject, SendResponse
+from rxchat import AsyncClient, AsyncStream, Client, InputObject, SendResponse, Stream, Timeout
 from rxchat._portal import get_portal
-from rxchat._streams import AsyncStream, Stream
-from rxchat._transport import Timeout
 from rxchat.errors import (
     APIConnectionError,
     APITimeoutError,

@@ -11,7 +11,7 @@ import openai
 import pytest
 
 import rxchat
-from rxchat._client import AsyncClient, AsyncCompletions, Client, Completions
+from rxchat import AsyncClient, AsyncCompletions, Client, Completions
 
 PAIRS: list[tuple[str, Callable[..., Any], Callable[..., Any]]] = [
     ("chat.completions.create", Completions.create, AsyncCompletions.create),

@@ -23,9 +23,7 @@ from hypothesis import strategies as st
 from openai.lib.streaming.chat import ChatCompletionStreamState as OpenAIState
 from openai.types.chat import ChatCompletionChunk as OpenAIChunk
 
-from rxchat._decode import ChunkDecoder
-from rxchat._parsing import pydantic_function_tool
-from rxchat._state import ChatCompletionStreamState
+from rxchat import ChatCompletionStreamState, ChunkDecoder, pydantic_function_tool
 from rxchat.types import ChatCompletionChunk
 
 CORPUS = Path(__file__).resolve().parent / "fixtures" / "openai"

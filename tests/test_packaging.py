@@ -70,8 +70,8 @@ def test_star_imports_export_no_internal_helpers() -> None:
 def test_the_version_is_written_once() -> None:
     from importlib.metadata import version
 
+    from rxchat import __version__
     from rxchat._transport import _USER_AGENT as user_agent
-    from rxchat._version import __version__
 
     assert rxchat.__version__ == __version__ == version("rxchat")
     assert user_agent == f"rxchat/{__version__}"

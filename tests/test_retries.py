@@ -8,8 +8,7 @@ import pytest
 from pydantic import BaseModel
 from support import ThreadedMock, user
 
-from rxchat._client import AsyncClient, Client
-from rxchat._transport import Timeout
+from rxchat import AsyncClient, Client, Timeout
 from rxchat.errors import (
     APIConnectionError,
     APITimeoutError,

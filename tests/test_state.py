@@ -14,8 +14,7 @@ from pydantic import BaseModel, TypeAdapter
 from typing_extensions import TypedDict
 
 import rxchat
-from rxchat._parsing import pydantic_function_tool
-from rxchat._state import ChatCompletionStreamState
+from rxchat import ChatCompletionStreamState, pydantic_function_tool
 from rxchat.errors import (
     ContentFilterFinishReasonError,
     IncompleteStreamError,

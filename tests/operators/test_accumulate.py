@@ -10,9 +10,7 @@ import reactivex
 from reactivex import operators as rops
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxchat._decode import ChunkDecoder
-from rxchat._sources import chat_completion_stream
-from rxchat._state import ChatCompletionStreamState
+from rxchat import ChatCompletionStreamState, ChunkDecoder, chat_completion_stream
 from rxchat.errors import APIConnectionError, IncompleteStreamError, StructuredOutputError
 from rxchat.events import ChunkEvent
 from rxchat.mock import MockServer

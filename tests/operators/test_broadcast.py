@@ -14,11 +14,10 @@ from reactivex import operators as rops
 from reactivex.subject import Subject
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxchat._sources import chat_completion_stream, from_chunks
-from rxchat._state import ChatCompletionStreamState
+from rxchat import ChatCompletionStreamState, chat_completion_stream, from_chunks
 from rxchat.events import ChunkEvent
 from rxchat.mock import MockServer
-from rxchat.operators._broadcast import broadcast
+from rxchat.operators import broadcast
 from rxchat.types import ChatCompletionChunk
 
 # Functional bound: a connection left to a timeout, the garbage collector or the end of the answer

@@ -13,10 +13,9 @@ from hypothesis import strategies as st
 from reactivex import operators as rops
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxchat._sources import chat_completion_stream, from_chunks
-from rxchat._state import ChatCompletionStreamState
+from rxchat import ChatCompletionStreamState, chat_completion_stream, from_chunks
 from rxchat.mock import MockServer
-from rxchat.operators._buffer_text import buffer_text
+from rxchat.operators import buffer_text
 from rxchat.types import ChatCompletionChunk
 
 on_next = ReactiveTest.on_next

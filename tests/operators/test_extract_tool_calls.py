@@ -11,12 +11,10 @@ import reactivex
 from pydantic import BaseModel
 from reactivex import operators as rops
 
-from rxchat._decode import ChunkDecoder
-from rxchat._parsing import pydantic_function_tool
+from rxchat import ChunkDecoder, pydantic_function_tool
 from rxchat.errors import UnknownToolError
+from rxchat.operators import extract_tool_calls, parse_structured
 from rxchat.operators._accumulate import AccumulatedObservable, accumulate
-from rxchat.operators._extract_tool_calls import extract_tool_calls
-from rxchat.operators._parse_structured import parse_structured
 from rxchat.types import ChatCompletionChunk
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"

@@ -10,13 +10,10 @@ from openai.lib.streaming.chat import ChatCompletionStreamState as OpenAIState
 from openai.types.chat import ChatCompletionChunk as OpenAIChunk
 from pydantic import BaseModel
 
-from rxchat._decode import ChunkDecoder
-from rxchat._sources import chat_completion_stream
+from rxchat import ChunkDecoder, chat_completion_stream
 from rxchat.errors import IncompleteStreamError, LengthFinishReasonError
 from rxchat.mock import MockServer
-from rxchat.operators._accumulate import accumulate
-from rxchat.operators._final_completion import final_completion
-from rxchat.operators._parse_structured import parse_structured
+from rxchat.operators import accumulate, final_completion, parse_structured
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
 

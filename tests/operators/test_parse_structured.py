@@ -12,15 +12,11 @@ import reactivex
 from pydantic import BaseModel
 from reactivex import operators as rops
 
-from rxchat._decode import ChunkDecoder
-from rxchat._parsing import type_to_response_format_param
-from rxchat._sources import chat_completion_stream
+from rxchat import ChunkDecoder, chat_completion_stream, type_to_response_format_param
 from rxchat.errors import LengthFinishReasonError, StructuredOutputError
 from rxchat.mock import MockServer
+from rxchat.operators import extract_tool_calls, final_completion, parse_structured
 from rxchat.operators._accumulate import AccumulatedObservable, accumulate
-from rxchat.operators._extract_tool_calls import extract_tool_calls
-from rxchat.operators._final_completion import final_completion
-from rxchat.operators._parse_structured import parse_structured
 from rxchat.types import ChatCompletionChunk
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"
@@ -121,7 +117,7 @@ def test_on_other_event_streams_it_derives_the_events_again() -> None:
 
 
 def test_keeps_the_upstream_tools() -> None:
-    from rxchat._parsing import pydantic_function_tool
+    from rxchat import pydantic_function_tool
 
     tools = [pydantic_function_tool(GetWeatherArgs)]
     source = reactivex.from_iterable(corpus("pydantic_tool.sse"))

@@ -9,10 +9,9 @@ import reactivex
 from reactivex import operators as rops
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxchat._decode import ChunkDecoder
+from rxchat import ChunkDecoder
 from rxchat.errors import ContentFilterFinishReasonError, LengthFinishReasonError
-from rxchat.operators._accumulate import accumulate
-from rxchat.operators._raise_on_length import raise_on_length
+from rxchat.operators import accumulate, raise_on_length
 from rxchat.types import ChatCompletionChunk
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"

@@ -8,9 +8,8 @@ from typing import Any
 import reactivex
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxchat._decode import ChunkDecoder
-from rxchat.operators._accumulate import accumulate
-from rxchat.operators._text import text
+from rxchat import ChunkDecoder
+from rxchat.operators import accumulate, text
 from rxchat.types import ChatCompletionChunk
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"

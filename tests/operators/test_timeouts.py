@@ -9,10 +9,10 @@ import pytest
 from reactivex import operators as rops
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxchat._sources import chat_completion_stream
+from rxchat import chat_completion_stream
 from rxchat.errors import APITimeoutError, FirstChunkTimeoutError, IdleTimeoutError
 from rxchat.mock import MockServer
-from rxchat.operators._timeouts import first_chunk_timeout, idle_timeout
+from rxchat.operators import first_chunk_timeout, idle_timeout
 
 on_next = ReactiveTest.on_next
 on_error = ReactiveTest.on_error

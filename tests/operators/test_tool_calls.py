@@ -9,12 +9,9 @@ import reactivex
 from pydantic import BaseModel
 from reactivex.testing import ReactiveTest, TestScheduler
 
-from rxchat._decode import ChunkDecoder
-from rxchat._parsing import pydantic_function_tool
+from rxchat import ChunkDecoder, pydantic_function_tool
 from rxchat.errors import UnknownToolError
-from rxchat.operators._accumulate import accumulate
-from rxchat.operators._extract_tool_calls import extract_tool_calls
-from rxchat.operators._tool_calls import tool_calls
+from rxchat.operators import accumulate, extract_tool_calls, tool_calls
 from rxchat.types import ChatCompletionChunk, ParsedFunctionToolCall
 
 CORPUS = Path(__file__).resolve().parents[1] / "fixtures" / "openai"

@@ -21,12 +21,9 @@ from typing import Any
 from faultkit import MESSAGES, SENTINEL_KEY, cli_command, cli_env
 from support import ThreadedMock
 
-from rxchat._client import AsyncClient, Client
-from rxchat._sources import chat_completion_stream
-from rxchat._transport import Timeout
+from rxchat import AsyncClient, Client, Timeout, chat_completion_stream
 from rxchat.errors import APITimeoutError
-from rxchat.operators._broadcast import broadcast
-from rxchat.operators._timeouts import idle_timeout
+from rxchat.operators import broadcast, idle_timeout
 
 ENDLESS = "mock?tokens=20000&delay=0.002"  # 40 s: never finishes within a test
 STALLED = "mock?tokens=8&stall_first=30"  # headers, then nothing: cancelled while waiting

@@ -27,9 +27,7 @@ from typing import Any, TypeVar
 import aiohttp
 import orjson
 
-from rxchat._client import AsyncClient, Client
-from rxchat._sources import chat_completion_stream
-from rxchat._transport import Timeout
+from rxchat import AsyncClient, Client, Timeout, chat_completion_stream
 from rxchat.errors import (
     APIConnectionError,
     APIStatusError,
@@ -44,8 +42,7 @@ from rxchat.errors import (
     RxChatError,
     StreamAPIError,
 )
-from rxchat.operators._accumulate import accumulate
-from rxchat.operators._timeouts import idle_timeout
+from rxchat.operators import accumulate, idle_timeout
 
 T = TypeVar("T")
 

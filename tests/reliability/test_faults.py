@@ -26,8 +26,7 @@ from faultkit import (
 )
 from support import ThreadedMock
 
-from rxchat._client import AsyncClient, Client
-from rxchat._sources import chat_completion_stream
+from rxchat import AsyncClient, Client, chat_completion_stream
 from rxchat.errors import APIConnectionError, APITimeoutError, IdleTimeoutError, RxChatError
 from rxchat.types import ChatCompletionChunk
 

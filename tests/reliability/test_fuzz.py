@@ -21,10 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
 
-from rxchat._decode import ChunkDecoder
-from rxchat._parsing import pydantic_function_tool
-from rxchat._sse import ServerSentEvent, SSEDecoder
-from rxchat._state import ChatCompletionStreamState
+from rxchat import (
+    ChatCompletionStreamState,
+    ChunkDecoder,
+    ServerSentEvent,
+    SSEDecoder,
+    pydantic_function_tool,
+)
 from rxchat.errors import (
     EventTooLargeError,
     IncompleteStreamError,

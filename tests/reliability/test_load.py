@@ -14,8 +14,7 @@ from typing import Any
 from faultkit import SENTINEL_KEY
 from support import ThreadedMock
 
-from rxchat._client import AsyncClient
-from rxchat._transport import Timeout
+from rxchat import AsyncClient, Timeout
 
 STREAMS = 200
 TOKENS = 40

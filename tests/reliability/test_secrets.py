@@ -35,8 +35,7 @@ from faultkit import (
 )
 from support import ThreadedMock
 
-from rxchat._client import AsyncClient, Client
-from rxchat._sources import chat_completion_stream
+from rxchat import AsyncClient, Client, chat_completion_stream
 from rxchat._transport import HTTPTransport, Timeout
 from rxchat.errors import APIConnectionError, AuthenticationError, RxChatError
 from rxchat.mock import create_app
