@@ -111,7 +111,7 @@ def _report(loop: asyncio.AbstractEventLoop, message: str, err: BaseException) -
     loop.call_exception_handler({"message": message, "exception": err})
 
 
-class _Run:
+class TaskRun:
     """One subscription of a task-driven source."""
 
     __slots__ = ("disposed", "loop", "observer", "on_batch", "stream", "task")
@@ -129,11 +129,11 @@ class _Run:
         self.task: asyncio.Task[None] | None = None
         self.stream: Any = None  # has a sync abort() when it holds a connection
 
-    def start(self, body: Callable[[_Run], Awaitable[None]]) -> None:
+    def start(self, body: Callable[[TaskRun], Awaitable[None]]) -> None:
         if not self.disposed:
             self.task = self.loop.create_task(self._main(body))
 
-    async def _main(self, body: Callable[[_Run], Awaitable[None]]) -> None:
+    async def _main(self, body: Callable[[TaskRun], Awaitable[None]]) -> None:
         observer = self.observer
         try:
             await body(self)
@@ -190,13 +190,13 @@ class _Run:
 
 
 def _subscribe_run(
-    body: Callable[[_Run], Awaitable[None]],
+    body: Callable[[TaskRun], Awaitable[None]],
     observer: abc.ObserverBase[Any],
     scheduler: abc.SchedulerBase | None,
     on_batch: OnBatch | None = None,
 ) -> abc.DisposableBase:
     loop, threadsafe = _target_loop(scheduler)
-    run = _Run(observer, loop, on_batch)
+    run = TaskRun(observer, loop, on_batch)
     if threadsafe:
         loop.call_soon_threadsafe(run.start, body)
     else:
@@ -204,7 +204,10 @@ def _subscribe_run(
     return Disposable(run.dispose)
 
 
-def _task_observable(body: Callable[[_Run], Awaitable[None]]) -> Observable[ChatCompletionChunk]:
+def task_observable(body: Callable[[TaskRun], Awaitable[None]]) -> Observable[ChatCompletionChunk]:
+    """A cold Observable whose every subscription runs ``body(run)`` as a task on the target
+    loop; disposing cancels the task. The seam the tool loop (rxchat._tools) builds on."""
+
     def subscribe(
         observer: abc.ObserverBase[ChatCompletionChunk],
         scheduler: abc.SchedulerBase | None = None,
@@ -222,7 +225,7 @@ class ChunkSource(Observable[ChatCompletionChunk]):
     stream log) instead of taking them one by one and serializing them again.
     """
 
-    def __init__(self, body: Callable[[_Run], Awaitable[None]]) -> None:
+    def __init__(self, body: Callable[[TaskRun], Awaitable[None]]) -> None:
         self._body = body
 
         def subscribe(
@@ -274,7 +277,7 @@ class _BatchEnd(abc.ObserverBase[ChatCompletionChunk]):
         self._on_completed()
 
 
-async def _pump(run: _Run, stream: BatchStream) -> None:
+async def _pump(run: TaskRun, stream: BatchStream) -> None:
     """Deliver every chunk of a batch stream, batch by batch, until the end or disposal."""
     run.stream = stream
     if run.on_batch is not None:
@@ -303,7 +306,7 @@ async def _pump(run: _Run, stream: BatchStream) -> None:
         await stream.aclose()
 
 
-async def _pump_batches(run: _Run, stream: BatchStream, on_batch: OnBatch) -> None:
+async def _pump_batches(run: TaskRun, stream: BatchStream, on_batch: OnBatch) -> None:
     """``_pump`` for a batch subscription: each batch at once, with its JSON texts."""
     keeps = isinstance(stream, _PayloadStream)
     gate = FLOW_GATE.get()
@@ -350,7 +353,7 @@ def observable_from_batches(
     ... # doctest: +SKIP
     """
 
-    async def body(run: _Run) -> None:
+    async def body(run: TaskRun) -> None:
         try:
             await _pump(run, open_stream())
         finally:
@@ -447,7 +450,7 @@ def chat_completion_stream(
     HTTPTransport(**options)
     extra = dict(headers) if headers else None
 
-    async def run_request(run: _Run) -> None:
+    async def run_request(run: TaskRun) -> None:
         transport = HTTPTransport(**options)
         try:
             await _pump(run, transport.stream("/chat/completions", body, headers=extra))
@@ -572,7 +575,7 @@ def from_sse_bytes(source: SSESource) -> Observable[ChatCompletionChunk]:
     if isinstance(source, AsyncIterable):
         reads = source
 
-        async def body(run: _Run) -> None:
+        async def body(run: TaskRun) -> None:
             decoder = ChunkDecoder()
             iterator = aiter(reads)
             on_next = run.observer.on_next
@@ -593,7 +596,7 @@ def from_sse_bytes(source: SSESource) -> Observable[ChatCompletionChunk]:
                 if aclose is not None:
                     await aclose()
 
-        return _task_observable(body)
+        return task_observable(body)
     if isinstance(source, Iterable):
         reads_ = source
         return _sync_observable(lambda: _decode_reads(reads_))
@@ -663,7 +666,7 @@ def from_chunks(
     if isinstance(chunks, AsyncIterable):
         items = chunks
 
-        async def body(run: _Run) -> None:
+        async def body(run: TaskRun) -> None:
             iterator = aiter(items)
             on_next = run.observer.on_next
             index = 0
@@ -679,7 +682,7 @@ def from_chunks(
                 if aclose is not None:
                     await aclose()
 
-        return _task_observable(body)
+        return task_observable(body)
     if isinstance(chunks, Iterable) and not isinstance(chunks, str | bytes | Mapping):
         sync_items = chunks
         return _sync_observable(lambda: _validated(sync_items))

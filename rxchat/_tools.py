@@ -27,7 +27,7 @@ from reactivex import Observable
 
 from ._async_iter import to_async_iterator
 from ._flow import FLOW_GATE
-from ._sources import _Run, _task_observable
+from ._sources import TaskRun, task_observable
 from ._state import ChatCompletionStreamState
 from ._structured import to_strict_json_schema
 from .errors import IncompleteStreamError, RxChatError
@@ -502,7 +502,7 @@ class _Call:
 
 
 async def _run_call(
-    run: _Run, by_name: dict[str, FunctionTool], call: _Call, turn: int
+    run: TaskRun, by_name: dict[str, FunctionTool], call: _Call, turn: int
 ) -> dict[str, Any]:
     emit = run.observer.on_next
     if run.disposed:
@@ -606,7 +606,7 @@ def run_tools(
     definitions = [t.definition() for t in function_tools]
     by_name = {t.name: t for t in function_tools}
 
-    async def body(run: _Run) -> None:
+    async def body(run: TaskRun) -> None:
         emit = run.observer.on_next
         # A bounded consumer downstream (``async for``) closes this gate when its buffer is full:
         # waiting here stops reading the turn's stream, whose own bridge then pauses the socket.
@@ -657,7 +657,7 @@ def run_tools(
                 return
         raise MaxTurnsExceededError(max_turns, messages=conversation, completion=completion)
 
-    return cast(Observable[ToolRunnerEvent], _task_observable(body))
+    return cast(Observable[ToolRunnerEvent], task_observable(body))
 
 
 # -- the clients' runners -------------------------------------------------------------------

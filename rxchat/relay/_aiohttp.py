@@ -127,14 +127,14 @@ async def aiohttp_response(
 
     def on_overflow(error: SlowClientError) -> None:
         def cut_off() -> None:
-            if not stream._finished or stream.buffered:
+            if not stream.finished or stream.buffered:
                 transport = request.transport
                 if transport is not None:
                     transport.abort()
 
         loop.call_later(overflow_grace, cut_off)
 
-    stream._on_overflow = on_overflow
+    stream.on_overflow = on_overflow
     response = web.StreamResponse(status=status, headers=stream.headers | dict(headers or {}))
     response[STREAM_KEY] = stream  # how the relay ended: response[STREAM_KEY].outcome
     watcher = None

@@ -125,7 +125,7 @@ async def _run(
 
         loop.call_later(grace, cut_off)
 
-    stream._on_overflow = on_overflow
+    stream.on_overflow = on_overflow
 
     async def write() -> None:
         await send(

@@ -136,7 +136,9 @@ class SSEStream(AsyncIterator[bytes]):
         self.keepalive = keepalive
         self.max_buffer = max_buffer
         self.on_disconnect: DisconnectPolicy = on_disconnect
-        self._on_overflow = on_overflow
+        self.on_overflow = on_overflow
+        """Called with the :class:`SlowClientError` when the buffer overflows (the responses set
+        it to cut the connection off after a grace period)."""
         self._encode = encoder.encode
         self._half_buffer = max_buffer // 2
         skip = (
@@ -233,8 +235,8 @@ class SSEStream(AsyncIterator[bytes]):
         log.warning("rxchat relay: %s", error)
         self._dispose()
         self._terminate("slow_client", error, self.encoder.fail(error))
-        if self._on_overflow is not None:
-            self._on_overflow(error)
+        if self.on_overflow is not None:
+            self.on_overflow(error)
 
     def _on_error(self, error: BaseException) -> None:
         if self._ended or self._detached:
@@ -403,6 +405,11 @@ class SSEStream(AsyncIterator[bytes]):
     def headers(self) -> dict[str, str]:
         """The response headers for this stream (``Content-Type``, no buffering, the format's)."""
         return response_headers(self.encoder)
+
+    @property
+    def finished(self) -> bool:
+        """Whether every frame was handed out (the stream ended and was read to its end)."""
+        return self._finished
 
     @property
     def buffered(self) -> int:
