@@ -1297,13 +1297,16 @@ class ChunkBatchStream:
         if not isinstance(reader, Inflater):
             return decoder.feed(rest)
         chunks: list[ChatCompletionChunk] = []
+        payloads: list[str | None] = []
         try:
             for piece in reader.drain(rest):
                 chunks += decoder.feed(piece)
+                payloads += decoder.payloads
                 if decoder.done or decoder.error is not None:
                     break
         except aiohttp.ClientPayloadError:
             pass  # the connection broke inside the compressed data: its error is raised next
+        decoder.payloads = payloads  # the texts of this batch: every piece's, in order
         return chunks
 
     async def _read_before_idle(self) -> bytes:

@@ -13,6 +13,7 @@ from reactivex.disposable import Disposable, SingleAssignmentDisposable
 
 from .._flow import FLOW_GATE
 from ..events import ChunkEvent
+from ..types import ChatCompletionChunk
 
 __all__ = ["broadcast"]
 
@@ -46,7 +47,13 @@ class _Shared(Generic[_T]):
         self.source = source
         self.lock = threading.RLock()
         self.subscribers: list[_Subscriber[_T]] = []
-        self.history: list[_T] = []
+        # What a late subscriber is replayed. From a network chunk source (one with
+        # ``subscribe_batches``), the JSON texts of the chunks as received, where the decoder
+        # kept them: strings are not tracked by the cyclic garbage collector, while thousands
+        # of chunk models kept alive made every full collection walk them all (measured: the
+        # broadcast cost 5x the source itself per chunk; with texts, about the same).
+        self.history: list[Any] = []
+        self.texts = False  # whether str items of history are chunk texts to rebuild
         self.upstream: SingleAssignmentDisposable | None = None
         self.generation = 0
         self.done = False
@@ -60,7 +67,10 @@ class _Shared(Generic[_T]):
         with self.lock:
             sub = _Subscriber(observer)
             # The lock is held while replaying, so no live item can overtake the history.
+            texts = self.texts
             for item in list(self.history):
+                if texts and type(item) is str:
+                    item = ChatCompletionChunk.from_json(item)
                 if not self._deliver(sub, item):
                     return Disposable()
             if self.done:
@@ -115,9 +125,35 @@ class _Shared(Generic[_T]):
                 self.done = True
                 self._finish_all()
 
+        def on_batch(chunks: list[_T], payloads: list[str | None] | None) -> None:
+            with self.lock:
+                if generation != self.generation or self.done:
+                    return
+                if payloads is None:
+                    self.history.extend(chunks)
+                else:
+                    self.history.extend(
+                        chunk if text is None else text
+                        for chunk, text in zip(chunks, payloads, strict=True)
+                    )
+                for chunk in chunks:
+                    for sub in list(self.subscribers):
+                        if sub.active:
+                            self._deliver(sub, chunk)
+                    if generation != self.generation:  # the last subscriber left meanwhile
+                        return
+
         def subscribe_upstream() -> abc.DisposableBase:
             # A shared stream is never paused by one consumer's bounded bridge.
             FLOW_GATE.set(None)
+            batches = getattr(self.source, "subscribe_batches", None)
+            if batches is not None:  # a network chunk source: keep the texts, not the models
+                self.texts = True
+                return cast(
+                    abc.DisposableBase,
+                    batches(on_batch, on_error, on_completed, scheduler=scheduler),
+                )
+            self.texts = False
             return self.source.subscribe(on_next, on_error, on_completed, scheduler=scheduler)
 
         link.disposable = contextvars.copy_context().run(subscribe_upstream)
@@ -127,6 +163,7 @@ class _Shared(Generic[_T]):
         link, self.upstream = self.upstream, None
         self.generation += 1
         self.history = []
+        self.texts = False
         if link is not None:
             link.dispose()
 
@@ -184,7 +221,10 @@ def broadcast() -> Callable[[_ObservableT], _ObservableT]:
       event — its ``snapshot`` holds everything so far — and the events that followed it
       (those of the same chunk); memory stays constant;
     * for anything else (raw chunks, ``str`` deltas), every item so far, so that nothing is
-      missing; memory grows with the answer, as an accumulated answer would.
+      missing; memory grows with the answer, as an accumulated answer would. The chunks of a
+      network source (``chat_completion_stream``, ``observe()``) are kept as the JSON texts the
+      server sent and rebuilt for the late subscriber: thousands of chunk models kept alive
+      would make every full garbage collection walk them (5x the source's own CPU per chunk).
 
     Once the upstream has ended, new subscribers get the same replay and the same end
     (completion or error): a finished answer is never requested twice.

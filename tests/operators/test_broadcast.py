@@ -228,7 +228,6 @@ def test_events_late_subscriber_starts_from_the_snapshot() -> None:
 # -- against the mock server -------------------------------------------------------------------
 
 
-
 async def test_three_subscribers_one_request(server: MockServer) -> None:
     shared = chat_completion_stream(
         model="mock?tokens=40&delay=0.001", messages=USER, base_url=server.url
@@ -318,3 +317,45 @@ async def test_with_the_real_operators_late_views_agree(server: MockServer) -> N
     assert "".join(await text_view) == expected
     assert final.choices[0].message.content == expected
     assert len(server.requests) == 1
+
+
+async def test_late_replay_keeps_every_field_of_the_wire(server: MockServer) -> None:
+    """From a network source the history keeps the chunks' JSON texts as received (no chunk
+    models kept alive for the garbage collector to walk): a subscriber after the end gets chunks
+    equal to the live ones, unknown provider fields and usage included."""
+    shared = chat_completion_stream(
+        model="mock?tokens=300&shape=azure",
+        messages=USER,
+        base_url=server.url,
+        stream_options={"include_usage": True},
+    ).pipe(broadcast())
+    live = await shared.pipe(rops.to_list())
+    late = await shared.pipe(rops.to_list())
+    assert len(server.requests) == 1
+    assert [c.to_dict() for c in late] == [c.to_dict() for c in live]
+    assert any(c.model_extra for c in late) or any(
+        choice.model_extra for c in late for choice in c.choices
+    ), "the azure shape adds fields rxchat does not declare"
+    assert late[-1].usage is not None
+
+
+async def test_the_last_subscriber_leaving_inside_a_batch_stops_delivery(
+    server: MockServer,
+) -> None:
+    """A fast stream arrives in reads of many chunks; leaving in the middle of one delivers
+    nothing more and closes the connection."""
+    shared = chat_completion_stream(
+        model="mock?tokens=100000", messages=USER, base_url=server.url
+    ).pipe(broadcast())
+    got: list[ChatCompletionChunk] = []
+    subscription: Any = None
+
+    def on_next(chunk: ChatCompletionChunk) -> None:
+        got.append(chunk)
+        if len(got) == 5:
+            subscription.dispose()
+
+    subscription = shared.subscribe(on_next)
+    await server.wait_for_disconnect(timeout=5)
+    await asyncio.sleep(0.02)
+    assert len(got) == 5
