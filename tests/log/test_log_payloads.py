@@ -236,9 +236,18 @@ async def test_followers_joining_at_different_times_and_positions_get_every_chun
 ) -> None:
     handle = await stream_log.publish(stream(mock_server.url, "mock?tokens=300&delay=0.003"))
 
+    seen: list[int] = []  # what the first follower got: chunks that are in the log
+
     async def follow(delay: float, after: int) -> list[int]:
         await asyncio.sleep(delay)
-        return [c.position async for c in stream_log.read(handle.stream_id, after=after)]
+        while after and (not seen or seen[-1] < after):  # join once `after` is logged (load)
+            await asyncio.sleep(0.005)
+        got = []
+        async for chunk in stream_log.read(handle.stream_id, after=after):
+            got.append(chunk.position)
+            if delay == 0.0:
+                seen.append(chunk.position)
+        return got
 
     plan = [(0.0, 0), (0.05, 0), (0.1, 5), (0.2, 0), (0.3, 40), (0.45, 1), (0.6, 0)]
     results = await asyncio.gather(*(follow(d, a) for d, a in plan))
