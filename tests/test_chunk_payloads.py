@@ -8,6 +8,7 @@ import asyncio
 from typing import Any
 
 from reactivex import operators as rops
+from support.wire import A, B, C, sse
 
 import rxchat
 from rxchat import ChatCompletionChunk, ChunkDecoder
@@ -16,15 +17,7 @@ from rxchat.mock import MockServer
 
 USER = [{"role": "user", "content": "Hello"}]
 
-# What servers send, byte for byte: spaces, key order, fields rxchat does not know.
-A = '{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "He"}, "finish_reason": null}]}'
-B = '{"choices":[{"delta":{"content":"llo"},"index":0,"finish_reason":null}],"x_vendor":{"k":[1,2]},"id":"c1"}'
-C = '{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'
 NO_INDEX = '{"id":"c1","choices":[{"delta":{"content":"!"}}]}'
-
-
-def sse(*payloads: str) -> bytes:
-    return b"".join(b"data: " + p.encode() + b"\n\n" for p in payloads)
 
 
 # -- the decoder ---------------------------------------------------------------------------------
@@ -113,7 +106,9 @@ async def test_subscribe_batches_gives_the_chunks_with_their_texts(
     direct = await stream(url).pipe(rops.to_list())
     assert [c.to_dict() for c in flat] == [c.to_dict() for c in direct]
     assert [t for batch in texts for t in batch or []] == [A, None, B, C]
-    assert all(batch is not None and len(batch) == len(g) for batch, g in zip(texts, got, strict=True))
+    assert all(
+        batch is not None and len(batch) == len(g) for batch, g in zip(texts, got, strict=True)
+    )
 
 
 async def test_subscribe_batches_ends_with_the_error_after_the_chunks(

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 from reactivex import operators as rops
+from support.wire import A, B, C, sse
 
 import rxchat
 import rxchat.redis
@@ -16,15 +17,8 @@ from rxchat.mock import MockServer
 
 USER = [{"role": "user", "content": "Hello"}]
 
-A = '{"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [{"index": 0, "delta": {"role": "assistant", "content": "He"}, "finish_reason": null}]}'
-B = '{"choices":[{"delta":{"content":"llo"},"index":0,"finish_reason":null}],"x_vendor":{"k":[1,2]},"id":"c1"}'
 NO_INDEX = '{"id":"c1","choices":[{"delta":{"content":" there"}}]}'
 MULTI_LINE = 'data: {"id":"c1",\ndata:  "choices":[{"index":0,"delta":{"content":"!"}}]}\n\n'
-C = '{"id":"c1","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}'
-
-
-def sse(*payloads: str) -> bytes:
-    return b"".join(b"data: " + p.encode() + b"\n\n" for p in payloads)
 
 
 def stream(url: str, model: str = "m") -> Any:
@@ -140,7 +134,9 @@ async def test_catch_up_larger_than_one_reply(stream_log: rxchat.StreamLog) -> N
 async def test_a_hole_in_the_log_is_found_while_catching_up(
     redis_server: Any, redis_prefix: str
 ) -> None:
-    async with rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, batch_size=1) as log:
+    async with rxchat.redis.RedisStreamLog(
+        redis_server.url, prefix=redis_prefix, batch_size=1
+    ) as log:
         handle = await log.publish(rxchat.from_chunks(big_chunks(50, 10)))
         await handle.wait()
         key = f"{redis_prefix}:{{{handle.stream_id}}}:log"
@@ -212,7 +208,9 @@ async def test_closing_the_log_ends_its_followers_with_a_typed_error(
     redis_server: Any, redis_prefix: str, mock_server: MockServer
 ) -> None:
     fast = {"lease": 0.6, "flush_interval": 0.005}
-    async with rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, **fast) as producer:
+    async with rxchat.redis.RedisStreamLog(
+        redis_server.url, prefix=redis_prefix, **fast
+    ) as producer:
         handle = await producer.publish(stream(mock_server.url, "mock?tokens=2000&delay=0.01"))
         log = rxchat.redis.RedisStreamLog(redis_server.url, prefix=redis_prefix, **fast)
         got: list[int] = []
